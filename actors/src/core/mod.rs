@@ -1,0 +1,1 @@
+//! The pure loan domain: money, terms, schedules, allocation and the loan aggregate.

@@ -1,0 +1,6 @@
+//! The loan-tracker core.
+//!
+//! `core` holds the loan domain as plain synchronous functions (no IO, no async);
+//! the actor tree and the seams the adapters implement live beside it.
+
+pub mod core;
