@@ -1,0 +1,102 @@
+//! Building and running the whole service: used by `main` and by the tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use salvo::conn::TcpListener;
+use salvo::prelude::*;
+use salvo::server::ServerHandle;
+
+use crate::bus::BusConnection;
+use crate::http::{self, state::AppState};
+use crate::settings::Settings;
+use crate::store;
+
+/// How long in-flight requests may take to finish after a stop signal.
+const GRACEFUL_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A built service, bound to its port, not yet serving.
+pub struct Application {
+    addr: SocketAddr,
+    server: Server<salvo::conn::tcp::TcpAcceptor>,
+    service: Service,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    /// Connects the database (migrating it) and the bus, and binds the HTTP port.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = store::connect(&settings).await?;
+        let bus = BusConnection::connect(settings.nats_url.as_deref()).await?;
+        let acceptor = TcpListener::new(settings.http_addr)
+            .try_bind()
+            .await
+            .with_context(|| format!("binding HTTP_ADDR {}", settings.http_addr))?;
+        let addr = acceptor.local_addr().context("reading the bound address")?;
+        let state = Arc::new(AppState { db, bus, settings });
+        Ok(Self {
+            addr,
+            server: Server::new(acceptor),
+            service: http::service(state.clone()),
+            state,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight
+    /// requests finish, and closes the bus and the database.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let handle: ServerHandle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            handle.stop_graceful(GRACEFUL_STOP_TIMEOUT);
+        });
+        tracing::info!(addr = %self.addr, database = self.state.db.backend(), bus = self.state.bus.kind(), "serving");
+        self.server
+            .try_serve(self.service)
+            .await
+            .context("HTTP server failed")?;
+        self.state.bus.close().await;
+        self.state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,49 @@
+//! Liveness and readiness.
+
+use salvo::prelude::*;
+use serde_json::json;
+
+use super::problem::{ApiError, Problem};
+use super::state::app_state;
+
+/// `GET /health`: the process is up and serving HTTP.
+#[handler]
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: the database and the bus answer; 503 names the one that does not.
+#[handler]
+pub async fn ready(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+) -> Result<(), ApiError> {
+    let state = app_state(depot)?;
+    let database = state.db.ping().await.map_err(|error| error.to_string());
+    let bus = state.bus.check_ready();
+    let mut failing = Vec::new();
+    if let Err(error) = &database {
+        tracing::warn!(%error, "readiness: database not reachable");
+        failing.push(format!("database ({}) not reachable", state.db.backend()));
+    }
+    if let Err(error) = &bus {
+        failing.push(format!("bus ({}) not reachable: {error}", state.bus.kind()));
+    }
+    if failing.is_empty() {
+        res.render(Json(json!({
+            "status": "ready",
+            "database": state.db.backend(),
+            "bus": state.bus.kind(),
+        })));
+    } else {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            failing.join("; "),
+            req,
+            depot,
+        )
+        .render(res);
+    }
+    Ok(())
+}

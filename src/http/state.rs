@@ -1,0 +1,46 @@
+//! The shared state every handler reaches through the depot.
+
+use std::sync::Arc;
+
+use salvo::prelude::*;
+
+use super::problem::ApiError;
+use crate::bus::BusConnection;
+use crate::settings::Settings;
+use crate::store::Db;
+
+/// Everything handlers need, built once at start.
+#[derive(Debug)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The event bus connection.
+    pub bus: BusConnection,
+    /// The settings the process started with.
+    pub settings: Settings,
+}
+
+/// A hoop that puts the shared state into every request's depot.
+pub struct InjectState(pub Arc<AppState>);
+
+#[async_trait]
+impl Handler for InjectState {
+    async fn handle(
+        &self,
+        req: &mut Request,
+        depot: &mut Depot,
+        res: &mut Response,
+        ctrl: &mut FlowCtrl,
+    ) {
+        depot.insert_typed(self.0.clone());
+        ctrl.call_next(req, depot, res).await;
+    }
+}
+
+/// The shared state of this request (a 500 if the hoop is missing: a wiring bug).
+pub fn app_state(depot: &Depot) -> Result<Arc<AppState>, ApiError> {
+    depot
+        .get_typed::<Arc<AppState>>()
+        .cloned()
+        .map_err(|_| ApiError::internal(anyhow::anyhow!("application state missing from depot")))
+}

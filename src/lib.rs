@@ -1,0 +1,13 @@
+//! loan-tracker adapters: the HTTP edge, the stores, the bus, settings and start-up.
+//!
+//! The loan rules and the actor tree live in the `actors` crate; this crate
+//! connects them to the outside world. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod bus;
+pub mod cli;
+pub mod http;
+pub mod secret;
+pub mod settings;
+pub mod store;
+pub mod telemetry;

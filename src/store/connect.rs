@@ -1,0 +1,105 @@
+//! Opening the database: bounded retries at start, pool options, migrations.
+
+use std::time::{Duration, Instant};
+
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{Db, SqliteDb, StoreError};
+use crate::settings::{DatabaseSettings, Settings};
+
+/// How long a SQLite connection waits for the file lock before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller waits for a pooled connection (the SQLite writer queue included).
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// First pause between connection attempts; doubled up to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// Longest pause between connection attempts.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+/// Connects to the configured database, retrying with backoff until
+/// `db_connect_timeout` has passed, then runs the migrations.
+pub async fn connect(settings: &Settings) -> Result<Db, StoreError> {
+    let db = match &settings.database {
+        DatabaseSettings::Sqlite { path } => {
+            Db::Sqlite(open_sqlite(path, settings.db_max_connections).await?)
+        }
+        DatabaseSettings::Postgres { url } => Db::Postgres(open_postgres(url, settings).await?),
+    };
+    migrate(&db).await?;
+    Ok(db)
+}
+
+/// Applies every pending migration of the backend.
+pub async fn migrate(db: &Db) -> Result<(), StoreError> {
+    match db {
+        Db::Sqlite(sqlite) => {
+            sqlx::migrate!("migrations/sqlite")
+                .run(&sqlite.writer)
+                .await?
+        }
+        Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+    }
+    Ok(())
+}
+
+async fn open_sqlite(path: &std::path::Path, max_connections: u32) -> Result<SqliteDb, StoreError> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+            path: parent.display().to_string(),
+            source,
+        })?;
+    }
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .log_statements(tracing::log::LevelFilter::Trace);
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+        .connect_with(options.clone())
+        .await?;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+        .connect_with(options.read_only(true))
+        .await?;
+    Ok(SqliteDb { writer, reader })
+}
+
+async fn open_postgres(url: &str, settings: &Settings) -> Result<sqlx::PgPool, StoreError> {
+    let options: PgConnectOptions = url.parse()?;
+    let options = options.log_statements(tracing::log::LevelFilter::Trace);
+    let started = Instant::now();
+    let mut pause = FIRST_RETRY_PAUSE;
+    loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(settings.db_max_connections)
+            .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await;
+        match attempt {
+            Ok(pool) => return Ok(pool),
+            Err(error) if started.elapsed() + pause < settings.db_connect_timeout => {
+                tracing::warn!(target = %settings.database.redacted(), %error, retry_in_ms = pause.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
+            }
+            Err(error) => {
+                return Err(StoreError::Unreachable {
+                    target: settings.database.redacted(),
+                    waited_secs: started.elapsed().as_secs(),
+                    cause: error.to_string(),
+                });
+            }
+        }
+    }
+}

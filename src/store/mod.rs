@@ -1,0 +1,146 @@
+//! Storage adapters: one [`Db`] value over either SQLite or PostgreSQL.
+//!
+//! Both backends share their SQL: SQLite accepts `$1` placeholders, so each
+//! query is written once inside [`with_pool!`], which expands it for both
+//! concrete pools. Only statements that really differ are written twice.
+
+mod connect;
+
+pub use connect::{connect, migrate};
+
+use sqlx::{PgPool, SqlitePool};
+use thiserror::Error;
+
+/// Failure of the storage layer, as seen by its callers.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database could not be reached within the allowed time.
+    #[error("{target} unreachable after {waited_secs}s: {cause}")]
+    Unreachable {
+        /// Where we tried to connect (host and port, never a password).
+        target: String,
+        /// How long we kept retrying.
+        waited_secs: u64,
+        /// The last connection error.
+        cause: String,
+    },
+    /// Applying migrations failed.
+    #[error("migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A uniqueness rule was violated (the constraint name says which).
+    #[error("unique constraint {constraint} violated")]
+    Duplicate {
+        /// The violated constraint or index.
+        constraint: String,
+    },
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// The data directory could not be prepared.
+    #[error("preparing {path}: {source}")]
+    Io {
+        /// The path we could not create.
+        path: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db_error) = &error
+            && db_error.is_unique_violation()
+        {
+            return Self::Duplicate {
+                constraint: db_error.constraint().unwrap_or("unknown").to_owned(),
+            };
+        }
+        Self::Database(error)
+    }
+}
+
+/// The SQLite pools: every write goes through the single writer connection
+/// (SQLite has one writer anyway; queuing in the pool instead of on the file
+/// lock means users never see "database is locked"), reads use the others.
+#[derive(Debug, Clone)]
+pub struct SqliteDb {
+    /// One connection: the only one that writes.
+    pub writer: SqlitePool,
+    /// Read-only connections (WAL lets them read while the writer writes).
+    pub reader: SqlitePool,
+}
+
+/// A connected database of either backend.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// The embedded default.
+    Sqlite(SqliteDb),
+    /// Production.
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the backend's write pool; the body is
+/// compiled once per backend, so one SQL text serves both.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.writer;
+                $body
+            }
+            $crate::store::Db::Postgres(postgres) => {
+                let $pool = postgres;
+                $body
+            }
+        }
+    };
+}
+
+/// Like [`with_pool!`] but for reads: SQLite reads go to the reader pool.
+#[macro_export]
+macro_rules! with_read_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::store::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.reader;
+                $body
+            }
+            $crate::store::Db::Postgres(postgres) => {
+                let $pool = postgres;
+                $body
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Name of the backend, for logs and `/ready`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Checks that the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, |pool| sqlx::query("select 1")
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// Closes every pool, waiting for checked-out connections to return.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(sqlite) => {
+                sqlite.reader.close().await;
+                sqlite.writer.close().await;
+            }
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
