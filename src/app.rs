@@ -49,6 +49,11 @@ impl Application {
         self.addr
     }
 
+    /// The connected database (tests look behind the API with it).
+    pub fn db(&self) -> &crate::store::Db {
+        &self.state.db
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight
     /// requests finish, and closes the bus and the database.
     pub async fn run_until(

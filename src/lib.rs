@@ -3,9 +3,11 @@
 //! The loan rules and the actor tree live in the `actors` crate; this crate
 //! connects them to the outside world. See ARCHITECTURE.md for the map.
 
+pub mod accounts;
 pub mod app;
 pub mod bus;
 pub mod cli;
+pub mod events;
 pub mod http;
 pub mod secret;
 pub mod settings;

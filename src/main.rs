@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use loan_tracker::accounts::admin::AdminOutcome;
 use loan_tracker::app::{Application, shutdown_signal};
 use loan_tracker::cli::{AdminCommand, Cli, Command};
 use loan_tracker::settings::Settings;
@@ -50,8 +51,22 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Admin {
             command: AdminCommand::Create { email, password },
         } => {
-            let _ = (email, password);
-            anyhow::bail!("admin create is not available yet")
+            let db = store::connect(&settings).await?;
+            let outcome =
+                loan_tracker::accounts::admin::create_or_promote(&db, &email, &password).await;
+            db.close().await;
+            match outcome? {
+                AdminOutcome::Created(user) => {
+                    println!("created ADMIN {} ({})", user.email, user.id)
+                }
+                AdminOutcome::Promoted(user) => {
+                    println!("promoted {} ({}) to ADMIN", user.email, user.id)
+                }
+                AdminOutcome::AlreadyAdmin(user) => {
+                    println!("{} ({}) already is an ADMIN", user.email, user.id)
+                }
+            }
+            Ok(())
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
 
 use super::{Db, SqliteDb, StoreError};
 use crate::settings::{DatabaseSettings, Settings};
@@ -78,28 +78,45 @@ async fn open_sqlite(path: &std::path::Path, max_connections: u32) -> Result<Sql
 async fn open_postgres(url: &str, settings: &Settings) -> Result<sqlx::PgPool, StoreError> {
     let options: PgConnectOptions = url.parse()?;
     let options = options.log_statements(tracing::log::LevelFilter::Trace);
+    wait_for_postgres(&options, settings).await?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await?)
+}
+
+/// Probes with single connections, backing off, until one succeeds or the
+/// `db_connect_timeout` budget is spent.
+async fn wait_for_postgres(
+    options: &PgConnectOptions,
+    settings: &Settings,
+) -> Result<(), StoreError> {
     let started = Instant::now();
     let mut pause = FIRST_RETRY_PAUSE;
     loop {
-        let attempt = PgPoolOptions::new()
-            .max_connections(settings.db_max_connections)
-            .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await;
-        match attempt {
-            Ok(pool) => return Ok(pool),
-            Err(error) if started.elapsed() + pause < settings.db_connect_timeout => {
-                tracing::warn!(target = %settings.database.redacted(), %error, retry_in_ms = pause.as_millis() as u64, "database not reachable yet");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(MAX_RETRY_PAUSE);
+        let remaining = settings
+            .db_connect_timeout
+            .saturating_sub(started.elapsed());
+        let attempt =
+            tokio::time::timeout(remaining.max(FIRST_RETRY_PAUSE), options.connect()).await;
+        let error = match attempt {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                return Ok(());
             }
-            Err(error) => {
-                return Err(StoreError::Unreachable {
-                    target: settings.database.redacted(),
-                    waited_secs: started.elapsed().as_secs(),
-                    cause: error.to_string(),
-                });
-            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "connection attempt timed out".to_owned(),
+        };
+        if started.elapsed() + pause >= settings.db_connect_timeout {
+            return Err(StoreError::Unreachable {
+                target: settings.database.redacted(),
+                waited_secs: started.elapsed().as_secs(),
+                cause: error,
+            });
         }
+        tracing::warn!(target = %settings.database.redacted(), %error, retry_in_ms = pause.as_millis() as u64, "database not reachable yet");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(MAX_RETRY_PAUSE);
     }
 }

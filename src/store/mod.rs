@@ -5,8 +5,11 @@
 //! concrete pools. Only statements that really differ are written twice.
 
 mod connect;
+pub mod outbox;
+mod tx;
 
 pub use connect::{connect, migrate};
+pub use tx::Tx;
 
 use sqlx::{PgPool, SqlitePool};
 use thiserror::Error;
@@ -33,6 +36,9 @@ pub enum StoreError {
         /// The violated constraint or index.
         constraint: String,
     },
+    /// A stored value violates a rule the code relies on.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

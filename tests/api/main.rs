@@ -1,1 +1,9 @@
+//! The one integration-test binary: every test goes through real HTTP or the
+//! real stores. Set `TEST_DATABASE_URL` (and `TEST_NATS_URL`) to run the same
+//! suite against PostgreSQL (and NATS) instead of the embedded default.
 
+mod cli;
+mod edge;
+mod helpers;
+mod migrations;
+mod store;

@@ -1,0 +1,170 @@
+//! Accounts: who can log in, with which role. Passwords, users and their store.
+
+pub mod admin;
+pub mod password;
+pub mod users;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A rejected account value; the message says what is wrong.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AccountError {
+    /// The e-mail address is not usable.
+    #[error("email {0}")]
+    Email(&'static str),
+    /// The username is not usable.
+    #[error("username {0}")]
+    Username(&'static str),
+    /// The password does not meet the policy.
+    #[error("password {0}")]
+    Password(String),
+    /// Not one of USER, MANAGER, ADMIN.
+    #[error("role must be one of USER, MANAGER, ADMIN")]
+    Role,
+}
+
+/// What a user may do. Staff = MANAGER or ADMIN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    /// A borrower: sees and acts on their own loans only.
+    User,
+    /// Staff: approves loans, sees every loan.
+    Manager,
+    /// Staff with user administration, reversals, write-offs and the audit log.
+    Admin,
+}
+
+impl Role {
+    /// The stored and serialized spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "USER",
+            Self::Manager => "MANAGER",
+            Self::Admin => "ADMIN",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(raw: &str) -> Result<Self, AccountError> {
+        match raw {
+            "USER" => Ok(Self::User),
+            "MANAGER" => Ok(Self::Manager),
+            "ADMIN" => Ok(Self::Admin),
+            _ => Err(AccountError::Role),
+        }
+    }
+
+    /// MANAGER or ADMIN.
+    pub fn is_staff(self) -> bool {
+        matches!(self, Self::Manager | Self::Admin)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Longest accepted e-mail address (RFC 5321 path limit).
+const MAX_EMAIL_LEN: usize = 254;
+
+/// A syntactically plausible e-mail address, trimmed and lowercased.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses an address: one `@`, non-empty local part, a dotted domain, no spaces.
+    pub fn parse(raw: &str) -> Result<Self, AccountError> {
+        let email = raw.trim().to_lowercase();
+        if email.is_empty() || email.len() > MAX_EMAIL_LEN {
+            return Err(AccountError::Email("must be 1 to 254 characters"));
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return Err(AccountError::Email("must contain @"));
+        };
+        let domain_ok = domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains('@');
+        if local.is_empty()
+            || !domain_ok
+            || email.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(AccountError::Email("is not a valid address"));
+        }
+        Ok(Self(email))
+    }
+
+    /// The normalized address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Username length bounds, in characters.
+const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
+
+/// A display handle: 3–64 letters, digits, `.`, `_`, `-`, `@`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    /// Parses a username.
+    pub fn parse(raw: &str) -> Result<Self, AccountError> {
+        let name = raw.trim();
+        if !USERNAME_CHARS.contains(&name.chars().count()) {
+            return Err(AccountError::Username("must be 3 to 64 characters"));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+        {
+            return Err(AccountError::Username(
+                "may contain only letters, digits, '.', '_', '-' and '@'",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The username as given (uniqueness ignores case).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(
+            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@example",
+            "a b@example.com",
+            "ann@.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn roles_round_trip_and_reject_unknown_spellings() {
+        for role in [Role::User, Role::Manager, Role::Admin] {
+            assert_eq!(Role::parse(role.as_str()), Ok(role));
+        }
+        assert!(Role::parse("admin").is_err());
+    }
+}

@@ -1,0 +1,147 @@
+//! `spawn_app()` and friends: a real server on port 0 over a fresh database.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use loan_tracker::app::Application;
+use loan_tracker::settings::Settings;
+use loan_tracker::store::{self, Db};
+use sqlx::Connection;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A JWT secret long enough for the settings check; tests only.
+pub const TEST_JWT_SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    /// Where the server listens.
+    pub addr: SocketAddr,
+    /// A client without connection reuse surprises.
+    pub client: reqwest::Client,
+    /// The app's database, for assertions that look behind the API.
+    pub db: Db,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _data_dir: TempDir,
+}
+
+impl TestApp {
+    /// Absolute URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Signals shutdown and waits for the server to stop; returns its result.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Settings for a test: a temp data dir, port 0, a fresh database on the
+/// backend the environment selects, plus `extra` variables.
+pub async fn test_settings(data_dir: &TempDir, extra: &[(&str, &str)]) -> Settings {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("HTTP_ADDR".into(), "127.0.0.1:0".into()),
+        ("DATA_DIR".into(), data_dir.path().display().to_string()),
+        ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
+        ("DB_CONNECT_TIMEOUT_SECS".into(), "10".into()),
+    ]);
+    if let Some(url) = fresh_postgres_url().await {
+        vars.insert("DATABASE_URL".into(), url);
+    }
+    if let Ok(url) = std::env::var("TEST_NATS_URL") {
+        vars.insert("NATS_URL".into(), url);
+    }
+    for (name, value) in extra {
+        vars.insert((*name).into(), (*value).into());
+    }
+    Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings are valid")
+}
+
+/// Starts the real server on port 0 against a fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Like [`spawn_app`] with extra settings.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    loan_tracker::telemetry::init(loan_tracker::settings::LogFormat::Text);
+    let data_dir = TempDir::new().expect("temp dir");
+    let settings = test_settings(&data_dir, extra).await;
+    let app = Application::build(settings).await.expect("app builds");
+    let addr = app.addr();
+    let db = app.db().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        db,
+        stop: Some(stop),
+        server: Some(server),
+        _data_dir: data_dir,
+    }
+}
+
+/// A fresh, empty PostgreSQL database when `TEST_DATABASE_URL` is set.
+pub async fn fresh_postgres_url() -> Option<String> {
+    let admin_url = std::env::var("TEST_DATABASE_URL").ok()?;
+    let name = format!("lt_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("TEST_DATABASE_URL is reachable");
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL parses");
+    url.set_path(&name);
+    Some(url.to_string())
+}
+
+/// A fresh migrated database of each backend available: SQLite always,
+/// PostgreSQL when `TEST_DATABASE_URL` is set. The temp dir keeps SQLite alive.
+pub async fn fresh_sqlite() -> (Db, TempDir) {
+    let data_dir = TempDir::new().expect("temp dir");
+    let path = data_dir.path().join("store.db");
+    let settings = Settings::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(format!("sqlite://{}", path.display())),
+        _ => None,
+    })
+    .expect("sqlite settings");
+    (
+        store::connect(&settings).await.expect("sqlite opens"),
+        data_dir,
+    )
+}
+
+/// A fresh migrated PostgreSQL database, when `TEST_DATABASE_URL` is set.
+pub async fn fresh_postgres() -> Option<Db> {
+    let url = fresh_postgres_url().await?;
+    let settings = Settings::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(url.clone()),
+        "JWT_SECRET" => Some(TEST_JWT_SECRET.into()),
+        _ => None,
+    })
+    .expect("postgres settings");
+    Some(store::connect(&settings).await.expect("postgres opens"))
+}

@@ -1,0 +1,151 @@
+//! The store conformance suite: every case runs on SQLite, and on PostgreSQL
+//! when `TEST_DATABASE_URL` is set, each on a fresh database.
+
+use chrono::Utc;
+use loan_tracker::accounts::users::{self, NewUser};
+use loan_tracker::accounts::{Email, Role, Username};
+use loan_tracker::store::{Db, StoreError};
+
+use crate::helpers::{fresh_postgres, fresh_sqlite};
+
+/// Instantiates each listed case for both backends.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (db, _dir) = crate::helpers::fresh_sqlite().await;
+                    super::$case(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    match crate::helpers::fresh_postgres().await {
+                        Some(db) => super::$case(db).await,
+                        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL case skipped"),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_created_user_is_found_by_email_and_id,
+    a_taken_email_is_a_duplicate_whatever_its_case,
+    concurrent_writers_all_succeed,
+    a_user_change_and_its_event_commit_together,
+);
+
+fn new_user(email: &str) -> NewUser {
+    NewUser {
+        email: Email::parse(email).unwrap(),
+        username: Username::parse(email).unwrap(),
+        password_hash: "$argon2id$not-a-real-hash".into(),
+        role: Role::User,
+    }
+}
+
+async fn outbox_count(db: &Db, event_type: &str) -> i64 {
+    let subject = format!("loans.events.{event_type}");
+    loan_tracker::with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(
+        "select count(*) from outbox where subject = $1"
+    )
+    .bind(&subject)
+    .fetch_one(pool)
+    .await)
+    .unwrap()
+}
+
+async fn a_created_user_is_found_by_email_and_id(db: Db) {
+    let created = users::create(&db, new_user("ann@example.com"), Utc::now())
+        .await
+        .unwrap();
+    let by_email = users::find_by_email(&db, &Email::parse("ANN@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_email.user.id, created.id);
+    let by_id = users::find_by_id(&db, created.id).await.unwrap().unwrap();
+    assert_eq!(by_id.email, "ann@example.com");
+    assert_eq!(by_id.role, Role::User);
+}
+
+async fn a_taken_email_is_a_duplicate_whatever_its_case(db: Db) {
+    users::create(&db, new_user("bob@example.com"), Utc::now())
+        .await
+        .unwrap();
+    let mut again = new_user("BOB@example.com");
+    again.username = Username::parse("other-bob").unwrap();
+    let error = users::create(&db, again, Utc::now()).await.unwrap_err();
+    assert!(matches!(error, StoreError::Duplicate { .. }), "{error:?}");
+    assert_eq!(
+        outbox_count(&db, "user.registered").await,
+        1,
+        "the failed insert left an event behind"
+    );
+}
+
+async fn concurrent_writers_all_succeed(db: Db) {
+    let writers = (0..40).map(|n| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            users::create(&db, new_user(&format!("user{n}@example.com")), Utc::now()).await
+        })
+    });
+    for writer in futures::future::join_all(writers).await {
+        writer
+            .unwrap()
+            .expect("no writer sees 'database is locked'");
+    }
+    assert_eq!(outbox_count(&db, "user.registered").await, 40);
+}
+
+async fn a_user_change_and_its_event_commit_together(db: Db) {
+    let user = users::create(&db, new_user("cy@example.com"), Utc::now())
+        .await
+        .unwrap();
+    let changed = users::set_role(&db, user.id, Role::Manager, None, Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.role, Role::Manager);
+    assert_eq!(
+        users::find_by_id(&db, user.id).await.unwrap().unwrap().role,
+        Role::Manager
+    );
+    assert_eq!(outbox_count(&db, "user.role_changed").await, 1);
+    assert!(
+        users::set_role(&db, uuid::Uuid::new_v4(), Role::Admin, None, Utc::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn fresh_databases_are_isolated() {
+    let (first, _a) = fresh_sqlite().await;
+    let (second, _b) = fresh_sqlite().await;
+    users::create(&first, new_user("solo@example.com"), Utc::now())
+        .await
+        .unwrap();
+    assert!(
+        users::find_by_email(&second, &Email::parse("solo@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    if let Some(pg) = fresh_postgres().await {
+        assert!(
+            users::find_by_email(&pg, &Email::parse("solo@example.com").unwrap())
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
