@@ -20,6 +20,8 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Exit 0 if the server at HTTP_ADDR answers GET /health (container health checks).
+    Healthcheck,
     /// Administrative tasks.
     Admin {
         /// The administrative task.

@@ -8,6 +8,7 @@ pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod events;
+pub mod healthcheck;
 pub mod http;
 pub mod secret;
 pub mod settings;

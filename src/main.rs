@@ -42,6 +42,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let app = Application::build(settings).await?;
             app.run_until(shutdown_signal()).await
         }
+        Command::Healthcheck => loan_tracker::healthcheck::check(settings.http_addr).await,
         Command::Migrate => {
             let db = store::connect(&settings).await?;
             tracing::info!(database = %settings.database.redacted(), "migrations applied");

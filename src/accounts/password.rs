@@ -69,8 +69,8 @@ pub async fn hash(password: Password) -> anyhow::Result<String> {
 /// Checks `candidate` against `stored_hash` (or against a dummy hash when
 /// there is no user), on a blocking thread. Any malformed hash counts as a mismatch.
 pub async fn verify(candidate: String, stored_hash: Option<String>) -> anyhow::Result<bool> {
-    Ok(tokio::task::spawn_blocking(move || {
-        match stored_hash.as_deref() {
+    Ok(
+        tokio::task::spawn_blocking(move || match stored_hash.as_deref() {
             Some(stored) => hasher()
                 .verify_password(candidate.as_bytes(), stored)
                 .is_ok(),
@@ -78,9 +78,9 @@ pub async fn verify(candidate: String, stored_hash: Option<String>) -> anyhow::R
                 let _ = hasher().verify_password(candidate.as_bytes(), DUMMY_HASH.as_str());
                 false
             }
-        }
-    })
-    .await?)
+        })
+        .await?,
+    )
 }
 
 #[cfg(test)]

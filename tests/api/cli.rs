@@ -68,6 +68,7 @@ fn every_subcommand_has_help() {
         &["--help"][..],
         &["serve", "--help"],
         &["migrate", "--help"],
+        &["healthcheck", "--help"],
         &["admin", "create", "--help"],
     ] {
         let (output, _dir) = run(args, &[]);
@@ -118,4 +119,22 @@ fn admin_create_refuses_a_weak_password_and_creates_then_recognises_an_admin() {
     assert!(String::from_utf8_lossy(&created.stdout).contains("created ADMIN boss@example.com"));
     let (again, _dir) = run(&args, &vars);
     assert!(String::from_utf8_lossy(&again.stdout).contains("already is an ADMIN"));
+}
+
+#[tokio::test]
+async fn healthcheck_succeeds_against_a_running_server_and_fails_without_one() {
+    let app = crate::helpers::spawn_app().await;
+    let addr = app.addr.to_string();
+    let (up, _dir) =
+        tokio::task::spawn_blocking(move || run(&["healthcheck"], &[("HTTP_ADDR", &addr)]))
+            .await
+            .unwrap();
+    assert!(up.status.success(), "{}", stderr(&up));
+    let addr = app.addr.to_string();
+    app.stop().await.unwrap();
+    let (down, _dir) =
+        tokio::task::spawn_blocking(move || run(&["healthcheck"], &[("HTTP_ADDR", &addr)]))
+            .await
+            .unwrap();
+    assert_eq!(down.status.code(), Some(1));
 }
