@@ -4,3 +4,4 @@
 //! the actor tree and the seams the adapters implement live beside it.
 
 pub mod core;
+pub mod store;

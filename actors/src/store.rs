@@ -1,0 +1,101 @@
+//! The seam between the loan actors and storage: what an actor loads and
+//! what it commits. Adapters (SQLite, PostgreSQL) live in the `loan-tracker`
+//! crate; this crate never sees SQL.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::core::{Loan, LoanEvent, LoanId, LoanSnapshot, UserId};
+
+/// A boxed, sendable future: keeps [`LoanStore`] object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a load or a commit failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Another writer committed first: the stored version is not the expected one.
+    /// The actor reloads and retries a bounded number of times.
+    #[error("loan {loan_id} changed concurrently (expected version {expected:?})")]
+    VersionConflict {
+        /// The loan.
+        loan_id: LoanId,
+        /// The version the committer started from (`None`: it expected no row).
+        expected: Option<u64>,
+    },
+    /// A uniqueness rule rejected the write (e.g. a payment reference seen before).
+    #[error("duplicate {what}")]
+    Duplicate {
+        /// Which rule (constraint name or a description).
+        what: String,
+    },
+    /// Stored data breaks an invariant of the loan and cannot be loaded.
+    #[error("stored loan {loan_id} is corrupt: {reason}")]
+    Corrupt {
+        /// The loan.
+        loan_id: LoanId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database failed or could not be reached.
+    #[error("storage failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A loan as stored: the aggregate and its optimistic-concurrency version.
+#[derive(Debug, Clone)]
+pub struct StoredLoan {
+    /// The aggregate, restored and invariant-checked.
+    pub loan: Loan,
+    /// Number of commands applied to it so far (1 after the application).
+    pub version: u64,
+}
+
+/// One event with what the outbox and the audit trail need beside it.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// Unique id: the outbox key, the `Nats-Msg-Id` and the consumers' idempotency key.
+    pub event_id: Uuid,
+    /// When the change was decided.
+    pub occurred_at: DateTime<Utc>,
+    /// Who caused it; `None` for the system (jobs, inbound payments).
+    pub actor_id: Option<UserId>,
+    /// The domain event.
+    pub event: LoanEvent,
+}
+
+/// Everything one actor turn writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct LoanCommit {
+    /// The loan.
+    pub loan_id: LoanId,
+    /// Version the actor started from; `None` creates the loan (it must not exist).
+    pub expected_version: Option<u64>,
+    /// Number of commands decided in this turn; the version grows by this much.
+    pub commands: u64,
+    /// The loan after applying `events`.
+    pub snapshot: LoanSnapshot,
+    /// The events, in order; each becomes an outbox row.
+    pub events: Vec<EventRecord>,
+}
+
+impl LoanCommit {
+    /// The version the loan has once this commit lands.
+    pub fn new_version(&self) -> u64 {
+        self.expected_version.unwrap_or(0) + self.commands
+    }
+}
+
+/// Storage of loans as the actors see it.
+pub trait LoanStore: Send + Sync + 'static {
+    /// Loads a loan, `None` if there is no such loan.
+    fn load(&self, loan_id: LoanId) -> BoxFuture<'_, Result<Option<StoredLoan>, StoreError>>;
+
+    /// Writes the commit atomically: the loan row with a version check
+    /// (`where version = expected`), its installments and payments, and one
+    /// outbox row per event. Returns the new version. Nothing is written on error.
+    fn commit(&self, commit: LoanCommit) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
