@@ -1,0 +1,8 @@
+//! Tests of the pure loan core through its public API (one binary keeps link time down).
+
+mod lifecycle;
+mod payments;
+mod properties;
+mod purity;
+mod schedules;
+mod support;
