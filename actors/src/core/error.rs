@@ -59,6 +59,9 @@ pub enum LoanError {
     /// The repayment method is not `annuity`, `equal_principal` or `flat`.
     #[error("unknown repayment method {0:?}")]
     UnknownRepaymentMethod(String),
+    /// A status name that is not one of `PENDING`, `APPROVED`, … (e.g. a `?status=` filter).
+    #[error("unknown loan status {0:?}")]
+    UnknownStatus(String),
     /// An amount is in another currency than the loan.
     #[error("amount is in {found}, the loan is in {expected}")]
     CurrencyMismatch {
@@ -132,6 +135,7 @@ impl LoanError {
             | LoanError::Rate { .. }
             | LoanError::OutOfRange { .. }
             | LoanError::UnknownRepaymentMethod(_)
+            | LoanError::UnknownStatus(_)
             | LoanError::CurrencyMismatch { .. }
             | LoanError::Overpayment { .. }
             | LoanError::DateOutOfRange { .. }

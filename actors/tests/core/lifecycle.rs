@@ -166,6 +166,18 @@ fn errors_map_to_422_409_404_and_500() {
         LoanError::CorruptSnapshot("x".into()).kind().http_status(),
         500
     );
+    assert_eq!(
+        "WRITTEN_OFF".parse::<LoanStatus>().unwrap(),
+        LoanStatus::WrittenOff
+    );
+    assert_eq!(
+        "LOST"
+            .parse::<LoanStatus>()
+            .unwrap_err()
+            .kind()
+            .http_status(),
+        422
+    );
 }
 
 #[test]

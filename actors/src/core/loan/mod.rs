@@ -80,6 +80,8 @@ impl LoanStatus {
     }
 }
 
+/// Parses the API spelling; an unknown name is [`LoanError::UnknownStatus`] (a store
+/// reading its own rows should treat that as corruption).
 impl FromStr for LoanStatus {
     type Err = LoanError;
 
@@ -95,12 +97,7 @@ impl FromStr for LoanStatus {
         ];
         all.into_iter()
             .find(|status| status.as_str() == text)
-            .ok_or_else(|| {
-                LoanError::CorruptSnapshot(format!(
-                    "unknown status {:?}",
-                    text.chars().take(16).collect::<String>()
-                ))
-            })
+            .ok_or_else(|| LoanError::UnknownStatus(text.chars().take(16).collect()))
     }
 }
 
