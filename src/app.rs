@@ -9,6 +9,8 @@ use salvo::conn::TcpListener;
 use salvo::prelude::*;
 use salvo::server::ServerHandle;
 
+use crate::auth::rate_limit::{EVICTION_INTERVAL, RateLimits};
+use crate::auth::tokens::TokenKeys;
 use crate::bus::BusConnection;
 use crate::http::{self, state::AppState};
 use crate::settings::Settings;
@@ -35,7 +37,19 @@ impl Application {
             .await
             .with_context(|| format!("binding HTTP_ADDR {}", settings.http_addr))?;
         let addr = acceptor.local_addr().context("reading the bound address")?;
-        let state = Arc::new(AppState { db, bus, settings });
+        let secret = crate::secret::jwt_secret(&settings)?;
+        let state = Arc::new(AppState {
+            tokens: TokenKeys::new(&secret, settings.access_token_ttl),
+            rate_limits: RateLimits::new(
+                settings.rate_limit_per_min,
+                settings.login_rate_limit_per_min,
+            ),
+            refresh_ttl: chrono::Duration::from_std(settings.refresh_token_ttl)
+                .context("REFRESH_TOKEN_TTL_DAYS is too large")?,
+            db,
+            bus,
+            settings,
+        });
         Ok(Self {
             addr,
             server: Server::new(acceptor),
@@ -61,6 +75,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let handle: ServerHandle = self.server.handle();
+        let evictor = tokio::spawn(evict_rate_limit_keys(self.state.clone()));
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
@@ -71,10 +86,20 @@ impl Application {
             .try_serve(self.service)
             .await
             .context("HTTP server failed")?;
+        evictor.abort();
         self.state.bus.close().await;
         self.state.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Keeps the keyed rate limiters' memory bounded by dropping idle keys.
+async fn evict_rate_limit_keys(state: Arc<AppState>) {
+    let mut ticks = tokio::time::interval(EVICTION_INTERVAL);
+    loop {
+        ticks.tick().await;
+        state.rate_limits.evict_idle();
     }
 }
 

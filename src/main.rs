@@ -38,7 +38,6 @@ fn fail(error: &dyn std::fmt::Display) -> ExitCode {
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
-            loan_tracker::secret::jwt_secret(&settings)?;
             let app = Application::build(settings).await?;
             app.run_until(shutdown_signal()).await
         }

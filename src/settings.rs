@@ -4,6 +4,7 @@
 //! explicitly to whatever needs it, never read from a global.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -95,6 +96,14 @@ pub struct Settings {
     pub jwt_secret: Option<String>,
     /// Log format (`LOG_FORMAT`).
     pub log_format: LogFormat,
+    /// API requests per minute per user, or per IP when anonymous (`RATE_LIMIT_PER_MIN`).
+    pub rate_limit_per_min: NonZeroU32,
+    /// Login attempts per minute per client IP (`LOGIN_RATE_LIMIT_PER_MIN`).
+    pub login_rate_limit_per_min: NonZeroU32,
+    /// Lifetime of an access token (`ACCESS_TOKEN_TTL_SECS`).
+    pub access_token_ttl: Duration,
+    /// Lifetime of a refresh token (`REFRESH_TOKEN_TTL_DAYS`).
+    pub refresh_token_ttl: Duration,
 }
 
 /// Shortest accepted `JWT_SECRET`, in bytes: HS256 keys shorter than the hash are weak.
@@ -164,6 +173,29 @@ impl Settings {
                 .transpose()?,
             mail_from: parse_mail_from(get("MAIL_FROM"))?,
             log_format: parse_log_format(get("LOG_FORMAT"))?,
+            rate_limit_per_min: parse_or(
+                "RATE_LIMIT_PER_MIN",
+                get("RATE_LIMIT_PER_MIN"),
+                NonZeroU32::new(100).expect("non-zero"),
+            )?,
+            login_rate_limit_per_min: parse_or(
+                "LOGIN_RATE_LIMIT_PER_MIN",
+                get("LOGIN_RATE_LIMIT_PER_MIN"),
+                NonZeroU32::new(10).expect("non-zero"),
+            )?,
+            access_token_ttl: Duration::from_secs(u64::from(parse_positive(
+                "ACCESS_TOKEN_TTL_SECS",
+                get("ACCESS_TOKEN_TTL_SECS"),
+                15 * 60,
+            )?)),
+            refresh_token_ttl: Duration::from_secs(
+                u64::from(parse_positive(
+                    "REFRESH_TOKEN_TTL_DAYS",
+                    get("REFRESH_TOKEN_TTL_DAYS"),
+                    30,
+                )?) * 24
+                    * 3600,
+            ),
             data_dir,
             database,
             jwt_secret,
@@ -316,6 +348,8 @@ mod tests {
             ("SMTP_URL", "smtp://"),
             ("LOG_FORMAT", "yaml"),
             ("DB_MAX_CONNECTIONS", "0"),
+            ("RATE_LIMIT_PER_MIN", "0"),
+            ("ACCESS_TOKEN_TTL_SECS", "soon"),
             ("JWT_SECRET", "short"),
             ("MAIL_FROM", "not an address"),
         ] {

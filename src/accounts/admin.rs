@@ -3,7 +3,7 @@
 use chrono::Utc;
 
 use super::password::{self, Password};
-use super::users::{self, NewUser, User};
+use super::users::{self, NewUser, User, UserChange};
 use super::{Email, Role, Username};
 use crate::store::Db;
 
@@ -34,12 +34,10 @@ pub async fn create_or_promote(
         if existing.user.role == Role::Admin {
             return Ok(AdminOutcome::AlreadyAdmin(existing.user));
         }
-        let promoted = users::set_role(db, existing.user.id, Role::Admin, None, now)
-            .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!("user {} disappeared while promoting", existing.user.id)
-            })?;
-        return Ok(AdminOutcome::Promoted(promoted));
+        return match users::set_role(db, existing.user.id, Role::Admin, None, now).await? {
+            UserChange::Changed(promoted) => Ok(AdminOutcome::Promoted(promoted)),
+            other => anyhow::bail!("promoting {} failed: {other:?}", existing.user.id),
+        };
     }
     let username = Username::parse(email.as_str())
         .map_err(|error| anyhow::anyhow!("--email as username: {error}"))?;

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod password;
+pub mod profiles;
 pub mod users;
 
 use std::fmt;
@@ -21,13 +22,18 @@ pub enum AccountError {
     /// The password does not meet the policy.
     #[error("password {0}")]
     Password(String),
+    /// A profile field is not usable (the message names it).
+    #[error("{0}")]
+    Profile(String),
     /// Not one of USER, MANAGER, ADMIN.
     #[error("role must be one of USER, MANAGER, ADMIN")]
     Role,
 }
 
 /// What a user may do. Staff = MANAGER or ADMIN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, salvo::oapi::ToSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Role {
     /// A borrower: sees and acts on their own loans only.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{Email, Role, Username};
 use crate::events::envelope;
-use crate::store::{Db, StoreError, outbox};
+use crate::store::{Db, StoreError, Tx, outbox};
 use crate::{with_read_pool, with_tx};
 
 /// An account as the API shows it (never the password hash).
@@ -153,19 +153,37 @@ pub async fn find_by_id(db: &Db, id: Uuid) -> Result<Option<User>, StoreError> {
         .map(|credentials| credentials.user))
 }
 
+/// Outcome of a role change or deactivation.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UserChange {
+    /// Done; the user as it is now.
+    Changed(User),
+    /// No such user.
+    NotFound,
+    /// Refused: it would leave no active ADMIN.
+    LastAdmin,
+}
+
 /// Changes a user's role and records `user.role_changed` (by `changed_by`,
-/// `None` for the command line). Returns the updated user, `None` if unknown.
+/// `None` for the command line). Demoting the last active ADMIN is refused.
 pub async fn set_role(
     db: &Db,
     id: Uuid,
     role: Role,
     changed_by: Option<Uuid>,
     now: DateTime<Utc>,
-) -> Result<Option<User>, StoreError> {
-    let Some(before) = find_by_id(db, id).await? else {
-        return Ok(None);
-    };
+) -> Result<UserChange, StoreError> {
     let mut tx = db.begin().await?;
+    let Some(before) = load_for_change(&mut tx, id).await? else {
+        return Ok(UserChange::NotFound);
+    };
+    if before.role == Role::Admin
+        && role != Role::Admin
+        && before.active
+        && other_active_admins(&mut tx, id).await? == 0
+    {
+        return Ok(UserChange::LastAdmin);
+    }
     with_tx!(&mut tx, |conn| sqlx::query(
         "update users set role = $1, updated_at = $2 where id = $3"
     )
@@ -182,9 +200,89 @@ pub async fn set_role(
     )
     .await?;
     tx.commit().await?;
-    Ok(Some(User {
+    Ok(UserChange::Changed(User {
         role,
         updated_at: now,
         ..before
     }))
+}
+
+/// Deactivates a user: no more logins or refreshes, every session revoked,
+/// `user.deactivated` recorded. Deactivating the last active ADMIN is refused.
+pub async fn deactivate(
+    db: &Db,
+    id: Uuid,
+    changed_by: Uuid,
+    now: DateTime<Utc>,
+) -> Result<UserChange, StoreError> {
+    let mut tx = db.begin().await?;
+    let Some(before) = load_for_change(&mut tx, id).await? else {
+        return Ok(UserChange::NotFound);
+    };
+    if before.role == Role::Admin && before.active && other_active_admins(&mut tx, id).await? == 0 {
+        return Ok(UserChange::LastAdmin);
+    }
+    with_tx!(&mut tx, |conn| sqlx::query(
+        "update users set active = $1, updated_at = $2 where id = $3"
+    )
+    .bind(false)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await
+    .map(drop))?;
+    crate::auth::sessions::revoke_all(&mut tx, id, now).await?;
+    let data = json!({ "changed_by": changed_by });
+    outbox::insert(
+        &mut tx,
+        &envelope("user.deactivated", None, Some(id), now, data),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(UserChange::Changed(User {
+        active: false,
+        updated_at: now,
+        ..before
+    }))
+}
+
+/// Reads a user inside a write transaction (PostgreSQL locks the row).
+async fn load_for_change(tx: &mut Tx, id: Uuid) -> Result<Option<User>, StoreError> {
+    let sql = format!("{SELECT_USER} where id = $1{}", tx.row_lock());
+    let row: Option<UserRow> = with_tx!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await)?;
+    Ok(row
+        .map(Credentials::try_from)
+        .transpose()?
+        .map(|credentials| credentials.user))
+}
+
+/// Active ADMINs other than `id`, counted under lock so two concurrent
+/// demotions cannot both pass the last-admin check.
+async fn other_active_admins(tx: &mut Tx, id: Uuid) -> Result<usize, StoreError> {
+    let sql = format!(
+        "select id from users where role = 'ADMIN' and active = $1 and id <> $2{}",
+        tx.row_lock()
+    );
+    let ids: Vec<Uuid> = with_tx!(tx, |conn| sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .bind(true)
+        .bind(id)
+        .fetch_all(conn)
+        .await)?;
+    Ok(ids.len())
+}
+
+/// One page of users in id (creation) order, after `after` when given.
+pub async fn list(db: &Db, after: Option<Uuid>, limit: u32) -> Result<Vec<User>, StoreError> {
+    let sql = format!("{SELECT_USER} where ($1 is null or id > $1) order by id limit $2");
+    let rows: Vec<UserRow> = with_read_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?;
+    rows.into_iter()
+        .map(|row| Credentials::try_from(row).map(|credentials| credentials.user))
+        .collect()
 }

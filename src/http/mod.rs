@@ -1,10 +1,14 @@
 //! The HTTP edge: routes, error rendering, request logging.
 
+mod auth;
 pub mod body;
 mod health;
+pub mod pagination;
 pub mod problem;
+mod profile;
 pub mod request_log;
 pub mod state;
+mod users;
 
 use std::sync::Arc;
 
@@ -15,9 +19,16 @@ use self::state::{AppState, InjectState};
 
 /// Builds the service: every route, the hoops that wrap them, the error catcher.
 pub fn service(state: Arc<AppState>) -> Service {
+    let api = Router::with_path("api/v1")
+        .hoop(crate::auth::access::authenticate)
+        .hoop(crate::auth::rate_limit::limit_requests)
+        .push(auth::router())
+        .push(users::router())
+        .push(profile::router());
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))
-        .push(Router::with_path("ready").get(health::ready));
+        .push(Router::with_path("ready").get(health::ready))
+        .push(api);
     Service::new(router)
         .hoop(request_log::log_requests)
         .hoop(salvo::size_limiter::max_size(body::MAX_BODY_BYTES as u64))

@@ -75,7 +75,7 @@ impl ApiError {
 }
 
 /// The RFC 9457 body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, salvo::oapi::ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem.
     #[serde(rename = "type")]
@@ -147,6 +147,32 @@ impl Writer for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         Problem::new(status, self.to_string(), req, depot).render(res);
+    }
+}
+
+impl salvo::oapi::EndpointOutRegister for ApiError {
+    fn register(components: &mut salvo::oapi::Components, operation: &mut salvo::oapi::Operation) {
+        use salvo::oapi::{Content, Response as OapiResponse, ToSchema};
+        let schema = Problem::to_schema(components);
+        for status in [
+            StatusCode::BAD_REQUEST,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            let description = status.canonical_reason().unwrap_or("Error");
+            operation.responses.insert(
+                status.as_str(),
+                OapiResponse::new(description)
+                    .add_content(PROBLEM_JSON, Content::new(schema.clone())),
+            );
+        }
     }
 }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use salvo::prelude::*;
 
 use super::problem::ApiError;
+use crate::auth::rate_limit::RateLimits;
+use crate::auth::tokens::TokenKeys;
 use crate::bus::BusConnection;
 use crate::settings::Settings;
 use crate::store::Db;
@@ -18,6 +20,12 @@ pub struct AppState {
     pub bus: BusConnection,
     /// The settings the process started with.
     pub settings: Settings,
+    /// Access-token signing and verification.
+    pub tokens: TokenKeys,
+    /// Rate limiters.
+    pub rate_limits: RateLimits,
+    /// Lifetime of a refresh token.
+    pub refresh_ttl: chrono::Duration,
 }
 
 /// A hoop that puts the shared state into every request's depot.

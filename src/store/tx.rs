@@ -43,6 +43,15 @@ impl Db {
 }
 
 impl Tx {
+    /// `" for update"` on PostgreSQL, nothing on SQLite (whose write
+    /// transaction already holds the database's only write lock).
+    pub fn row_lock(&self) -> &'static str {
+        match self {
+            Tx::Sqlite(_) => "",
+            Tx::Postgres(_) => " for update",
+        }
+    }
+
     /// Makes every write of the transaction durable at once.
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {

@@ -39,6 +39,7 @@ conformance!(
     a_taken_email_is_a_duplicate_whatever_its_case,
     concurrent_writers_all_succeed,
     a_user_change_and_its_event_commit_together,
+    the_last_active_admin_cannot_be_demoted_or_deactivated,
 );
 
 fn new_user(email: &str) -> NewUser {
@@ -109,21 +110,61 @@ async fn a_user_change_and_its_event_commit_together(db: Db) {
     let user = users::create(&db, new_user("cy@example.com"), Utc::now())
         .await
         .unwrap();
-    let changed = users::set_role(&db, user.id, Role::Manager, None, Utc::now())
+    let change = users::set_role(&db, user.id, Role::Manager, None, Utc::now())
         .await
-        .unwrap()
         .unwrap();
+    let users::UserChange::Changed(changed) = change else {
+        panic!("role change refused: {change:?}");
+    };
     assert_eq!(changed.role, Role::Manager);
     assert_eq!(
         users::find_by_id(&db, user.id).await.unwrap().unwrap().role,
         Role::Manager
     );
     assert_eq!(outbox_count(&db, "user.role_changed").await, 1);
-    assert!(
-        users::set_role(&db, uuid::Uuid::new_v4(), Role::Admin, None, Utc::now())
+    let unknown = users::set_role(&db, uuid::Uuid::new_v4(), Role::Admin, None, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(unknown, users::UserChange::NotFound);
+}
+
+async fn the_last_active_admin_cannot_be_demoted_or_deactivated(db: Db) {
+    let now = Utc::now();
+    let first = users::create(&db, new_user("root@example.com"), now)
+        .await
+        .unwrap();
+    users::set_role(&db, first.id, Role::Admin, None, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        users::set_role(&db, first.id, Role::User, None, now)
             .await
-            .unwrap()
-            .is_none()
+            .unwrap(),
+        users::UserChange::LastAdmin
+    );
+    assert_eq!(
+        users::deactivate(&db, first.id, first.id, now)
+            .await
+            .unwrap(),
+        users::UserChange::LastAdmin
+    );
+    let second = users::create(&db, new_user("root2@example.com"), now)
+        .await
+        .unwrap();
+    users::set_role(&db, second.id, Role::Admin, None, now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        users::set_role(&db, first.id, Role::User, None, now)
+            .await
+            .unwrap(),
+        users::UserChange::Changed(_)
+    ));
+    assert_eq!(
+        users::deactivate(&db, second.id, second.id, now)
+            .await
+            .unwrap(),
+        users::UserChange::LastAdmin
     );
 }
 

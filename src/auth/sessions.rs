@@ -1,0 +1,216 @@
+//! Refresh-token sessions: opaque 256-bit tokens stored as SHA-256 hashes,
+//! rotated on every use; a reused token revokes its whole family.
+
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::store::{Db, StoreError};
+use crate::{with_pool, with_tx};
+
+/// Bytes of randomness in a refresh token.
+const TOKEN_BYTES: usize = 32;
+
+/// What presenting a refresh token led to.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was valid: it is now used, and this one replaces it.
+    Rotated {
+        /// The token's owner.
+        user_id: Uuid,
+        /// The new refresh token (same family).
+        token: String,
+        /// The family, so a failed follow-up check can revoke it.
+        family_id: Uuid,
+    },
+    /// The token had been used or revoked before: the family is now revoked.
+    Reused {
+        /// The token's owner.
+        user_id: Uuid,
+    },
+    /// Unknown or expired token.
+    Invalid,
+}
+
+fn new_token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Starts a new family (one login) for `user_id`; returns the refresh token.
+pub async fn start(
+    db: &Db,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let token = new_token();
+    let mut tx = db.begin().await?;
+    insert(&mut tx, Uuid::now_v7(), user_id, &token, now, expires_at).await?;
+    tx.commit().await?;
+    Ok(token)
+}
+
+async fn insert(
+    tx: &mut crate::store::Tx,
+    family_id: Uuid,
+    user_id: Uuid,
+    token: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    with_tx!(tx, |conn| {
+        sqlx::query(
+        "insert into refresh_tokens (id, family_id, user_id, token_hash, issued_at, expires_at) values ($1, $2, $3, $4, $5, $6)"
+    )
+    .bind(Uuid::now_v7())
+    .bind(family_id)
+    .bind(user_id)
+    .bind(hash(token))
+    .bind(now)
+    .bind(expires_at)
+    .execute(conn)
+    .await
+    .map(drop)
+    })?;
+    Ok(())
+}
+
+#[derive(FromRow)]
+struct TokenRow {
+    id: Uuid,
+    family_id: Uuid,
+    user_id: Uuid,
+    expires_at: DateTime<Utc>,
+    used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Exchanges `presented` for a new token of the same family, in one transaction.
+pub async fn rotate(
+    db: &Db,
+    presented: &str,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<Rotation, StoreError> {
+    let mut tx = db.begin().await?;
+    let row: Option<TokenRow> = with_tx!(&mut tx, |conn| {
+        sqlx::query_as(
+        "select id, family_id, user_id, expires_at, used_at, revoked_at from refresh_tokens where token_hash = $1"
+    )
+    .bind(hash(presented))
+    .fetch_optional(conn)
+    .await
+    })?;
+    let Some(row) = row else {
+        return Ok(Rotation::Invalid);
+    };
+    if row.used_at.is_some() || row.revoked_at.is_some() {
+        revoke_family_in(&mut tx, row.family_id, now).await?;
+        tx.commit().await?;
+        return Ok(Rotation::Reused {
+            user_id: row.user_id,
+        });
+    }
+    if row.expires_at <= now {
+        return Ok(Rotation::Invalid);
+    }
+    // The `used_at is null` guard makes a concurrent second use of the same
+    // token lose the race and count as reuse.
+    let marked = with_tx!(&mut tx, |conn| {
+        sqlx::query(
+        "update refresh_tokens set used_at = $1 where id = $2 and used_at is null and revoked_at is null"
+    )
+    .bind(now)
+    .bind(row.id)
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected())
+    })?;
+    if marked == 0 {
+        revoke_family_in(&mut tx, row.family_id, now).await?;
+        tx.commit().await?;
+        return Ok(Rotation::Reused {
+            user_id: row.user_id,
+        });
+    }
+    let token = new_token();
+    insert(&mut tx, row.family_id, row.user_id, &token, now, expires_at).await?;
+    tx.commit().await?;
+    Ok(Rotation::Rotated {
+        user_id: row.user_id,
+        token,
+        family_id: row.family_id,
+    })
+}
+
+async fn revoke_family_in(
+    tx: &mut crate::store::Tx,
+    family_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    with_tx!(tx, |conn| sqlx::query(
+        "update refresh_tokens set revoked_at = $1 where family_id = $2 and revoked_at is null"
+    )
+    .bind(now)
+    .bind(family_id)
+    .execute(conn)
+    .await
+    .map(drop))?;
+    Ok(())
+}
+
+/// Revokes every token of a family (a follow-up check failed after rotation).
+pub async fn revoke_family(db: &Db, family_id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    revoke_family_in(&mut tx, family_id, now).await?;
+    tx.commit().await
+}
+
+/// Logout: revokes the family of `presented` if it belongs to `user_id`.
+/// Returns whether a family of that user was found.
+pub async fn logout(
+    db: &Db,
+    presented: &str,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let revoked = with_pool!(db, |pool| sqlx::query(
+        "update refresh_tokens set revoked_at = $1 where revoked_at is null and family_id in \
+         (select family_id from refresh_tokens where token_hash = $2 and user_id = $3)"
+    )
+    .bind(now)
+    .bind(hash(presented))
+    .bind(user_id)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()))?;
+    Ok(revoked > 0)
+}
+
+/// Revokes every session of a user (deactivation).
+pub async fn revoke_all(
+    tx: &mut crate::store::Tx,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    with_tx!(tx, |conn| sqlx::query(
+        "update refresh_tokens set revoked_at = $1 where user_id = $2 and revoked_at is null"
+    )
+    .bind(now)
+    .bind(user_id)
+    .execute(conn)
+    .await
+    .map(drop))?;
+    Ok(())
+}
