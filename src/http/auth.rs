@@ -230,7 +230,7 @@ async fn refresh(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenPair>
 }
 
 /// Log out: revoke every token of this login.
-#[endpoint(tags("auth"), request_body = RefreshRequest, status_codes(204, 401, 422), security(("bearer" = [])))]
+#[endpoint(tags("auth"), request_body = RefreshRequest, status_codes(204, 401, 422), responses((status_code = 204, description = "Logged out")), security(("bearer" = [])))]
 async fn logout(req: &mut Request, depot: &mut Depot, res: &mut Response) -> Result<(), ApiError> {
     let state = app_state(depot)?;
     let principal = Principal::of(depot)?;

@@ -13,6 +13,9 @@ mod users;
 use std::sync::Arc;
 
 use salvo::catcher::Catcher;
+use salvo::oapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use salvo::oapi::swagger_ui::SwaggerUi;
+use salvo::oapi::{Info, OpenApi};
 use salvo::prelude::*;
 
 use self::state::{AppState, InjectState};
@@ -29,10 +32,26 @@ pub fn service(state: Arc<AppState>) -> Service {
         .push(Router::with_path("health").get(health::health))
         .push(Router::with_path("ready").get(health::ready))
         .push(api);
+    let spec = openapi(&router);
+    let router = router.push(spec.into_router("openapi.json")).push(
+        SwaggerUi::new("/openapi.json")
+            .title("loan-tracker API")
+            .into_router("docs"),
+    );
     Service::new(router)
         .hoop(request_log::log_requests)
         .hoop(salvo::size_limiter::max_size(body::MAX_BODY_BYTES as u64))
         .hoop(InjectState(state))
         .hoop(salvo::catch_panic::CatchPanic::new())
         .catcher(Catcher::default().hoop(problem::catch_errors))
+}
+
+/// The OpenAPI 3 description of every endpoint under `router`, with the bearer scheme.
+pub fn openapi(router: &Router) -> OpenApi {
+    OpenApi::with_info(
+        Info::new("loan-tracker", env!("CARGO_PKG_VERSION"))
+            .description("Loan servicing: apply, approve, repay, remind, audit. Amounts are strings in major units."),
+    )
+    .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer).bearer_format("JWT")))
+    .merge_router(router)
 }

@@ -112,7 +112,7 @@ async fn put_own(req: &mut Request, depot: &mut Depot) -> Result<Json<ProfileBod
 }
 
 /// A user's profile (the user themself, or staff).
-#[endpoint(tags("profile"), status_codes(200, 401, 404), security(("bearer" = [])))]
+#[endpoint(tags("profile"), parameters(("user_id" = Uuid, Path, description = "User id")), status_codes(200, 401, 404), security(("bearer" = [])))]
 async fn get_for_user(req: &mut Request, depot: &mut Depot) -> Result<Json<ProfileBody>, ApiError> {
     let principal = Principal::of(depot)?;
     let user_id = path_id(req, "user_id", "profile")?;

@@ -77,7 +77,12 @@ struct RoleRequest {
 }
 
 /// List every account (ADMIN).
-#[endpoint(tags("users"), status_codes(200, 400, 401, 403), security(("bearer" = [])))]
+#[endpoint(
+    tags("users"),
+    parameters(("limit" = Option<u32>, Query, description = "Page size, 1-100 (default 50)"), ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    status_codes(200, 400, 401, 403),
+    security(("bearer" = []))
+)]
 async fn list_users(
     req: &mut Request,
     depot: &mut Depot,
@@ -96,7 +101,7 @@ async fn list_users(
 }
 
 /// One account (the user themself, or staff).
-#[endpoint(tags("users"), status_codes(200, 401, 404), security(("bearer" = [])))]
+#[endpoint(tags("users"), parameters(("id" = Uuid, Path, description = "User id")), status_codes(200, 401, 404), security(("bearer" = [])))]
 async fn get_user(req: &mut Request, depot: &mut Depot) -> Result<Json<UserBody>, ApiError> {
     let state = app_state(depot)?;
     let principal = Principal::of(depot)?;
@@ -120,7 +125,7 @@ fn change_result(change: UserChange) -> Result<Json<UserBody>, ApiError> {
 }
 
 /// Change a user's role (ADMIN); the last active ADMIN cannot be demoted.
-#[endpoint(tags("users"), request_body = RoleRequest, status_codes(200, 401, 403, 404, 409, 422), security(("bearer" = [])))]
+#[endpoint(tags("users"), parameters(("id" = Uuid, Path, description = "User id")), request_body = RoleRequest, status_codes(200, 401, 403, 404, 409, 422), security(("bearer" = [])))]
 async fn set_role(req: &mut Request, depot: &mut Depot) -> Result<Json<UserBody>, ApiError> {
     let state = app_state(depot)?;
     let principal = Principal::of(depot)?;
@@ -139,7 +144,7 @@ async fn set_role(req: &mut Request, depot: &mut Depot) -> Result<Json<UserBody>
 }
 
 /// Deactivate a user (ADMIN): no more logins or refreshes.
-#[endpoint(tags("users"), status_codes(200, 401, 403, 404, 409), security(("bearer" = [])))]
+#[endpoint(tags("users"), parameters(("id" = Uuid, Path, description = "User id")), status_codes(200, 401, 403, 404, 409), security(("bearer" = [])))]
 async fn deactivate(req: &mut Request, depot: &mut Depot) -> Result<Json<UserBody>, ApiError> {
     let state = app_state(depot)?;
     let principal = Principal::of(depot)?;

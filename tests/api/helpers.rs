@@ -61,6 +61,9 @@ pub async fn test_settings(data_dir: &TempDir, extra: &[(&str, &str)]) -> Settin
         ("DATA_DIR".into(), data_dir.path().display().to_string()),
         ("JWT_SECRET".into(), TEST_JWT_SECRET.into()),
         ("DB_CONNECT_TIMEOUT_SECS".into(), "10".into()),
+        // Tests drive many requests from one address; the limiter tests set their own.
+        ("RATE_LIMIT_PER_MIN".into(), "1000000".into()),
+        ("LOGIN_RATE_LIMIT_PER_MIN".into(), "1000000".into()),
     ]);
     if let Some(url) = fresh_postgres_url().await {
         vars.insert("DATABASE_URL".into(), url);
@@ -81,7 +84,9 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`] with extra settings.
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
-    loan_tracker::telemetry::init(loan_tracker::settings::LogFormat::Text);
+    if std::env::var_os("TEST_LOG").is_some() {
+        loan_tracker::telemetry::init(loan_tracker::settings::LogFormat::Text);
+    }
     let data_dir = TempDir::new().expect("temp dir");
     let settings = test_settings(&data_dir, extra).await;
     let app = Application::build(settings).await.expect("app builds");
@@ -144,4 +149,92 @@ pub async fn fresh_postgres() -> Option<Db> {
     })
     .expect("postgres settings");
     Some(store::connect(&settings).await.expect("postgres opens"))
+}
+
+/// A logged-in user as a test sees it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The user's id.
+    pub user_id: uuid::Uuid,
+    /// The e-mail it registered with.
+    pub email: String,
+    /// Bearer token.
+    pub access_token: String,
+    /// Refresh token of this login.
+    pub refresh_token: String,
+}
+
+/// Password every test user gets.
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    /// POSTs JSON to `path` with an optional bearer token.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// GETs `path` with an optional bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Registers `name@example.com` and returns its session.
+    pub async fn register(&self, name: &str) -> Session {
+        let email = format!("{name}@example.com");
+        let body =
+            serde_json::json!({ "email": email, "username": name, "password": TEST_PASSWORD });
+        let response = self.post_json("/api/v1/auth/register", None, &body).await;
+        assert_eq!(
+            response.status(),
+            201,
+            "register {name}: {}",
+            response.text().await.unwrap()
+        );
+        session(response.json().await.unwrap(), email)
+    }
+
+    /// Logs in with the test password.
+    pub async fn login(&self, email: &str) -> Session {
+        let body = serde_json::json!({ "email": email, "password": TEST_PASSWORD });
+        let response = self.post_json("/api/v1/auth/login", None, &body).await;
+        assert_eq!(response.status(), 200, "login {email}");
+        session(response.json().await.unwrap(), email.to_owned())
+    }
+
+    /// Registers a user, gives it `role` behind the API, and logs in again.
+    pub async fn user_with_role(&self, name: &str, role: loan_tracker::accounts::Role) -> Session {
+        let registered = self.register(name).await;
+        loan_tracker::accounts::users::set_role(
+            &self.db,
+            registered.user_id,
+            role,
+            None,
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("role set");
+        self.login(&registered.email).await
+    }
+}
+
+fn session(body: serde_json::Value, email: String) -> Session {
+    Session {
+        user_id: body["user"]["id"].as_str().unwrap().parse().unwrap(),
+        email,
+        access_token: body["access_token"].as_str().unwrap().to_owned(),
+        refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
+    }
 }

@@ -2,6 +2,8 @@
 //! real stores. Set `TEST_DATABASE_URL` (and `TEST_NATS_URL`) to run the same
 //! suite against PostgreSQL (and NATS) instead of the embedded default.
 
+mod access;
+mod auth;
 mod cli;
 mod edge;
 mod helpers;
