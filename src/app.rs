@@ -75,7 +75,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let handle: ServerHandle = self.server.handle();
-        let evictor = tokio::spawn(evict_rate_limit_keys(self.state.clone()));
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
@@ -86,7 +86,7 @@ impl Application {
             .try_serve(self.service)
             .await
             .context("HTTP server failed")?;
-        evictor.abort();
+        housekeeping.abort();
         self.state.bus.close().await;
         self.state.db.close().await;
         tracing::info!("stopped");
@@ -94,12 +94,18 @@ impl Application {
     }
 }
 
-/// Keeps the keyed rate limiters' memory bounded by dropping idle keys.
-async fn evict_rate_limit_keys(state: Arc<AppState>) {
+/// Keeps memory and tables bounded: drops idle rate-limiter keys and
+/// idempotency records past their retention.
+async fn housekeeping(state: Arc<AppState>) {
     let mut ticks = tokio::time::interval(EVICTION_INTERVAL);
     loop {
         ticks.tick().await;
         state.rate_limits.evict_idle();
+        match crate::store::idempotency::purge_expired(&state.db, chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired idempotency keys deleted"),
+            Err(error) => tracing::warn!(%error, "purging idempotency keys failed"),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 mod auth;
 pub mod body;
 mod health;
+pub mod idempotency;
 pub mod pagination;
 pub mod problem;
 mod profile;
@@ -25,6 +26,7 @@ pub fn service(state: Arc<AppState>) -> Service {
     let api = Router::with_path("api/v1")
         .hoop(crate::auth::access::authenticate)
         .hoop(crate::auth::rate_limit::limit_requests)
+        .hoop(idempotency::idempotent)
         .push(auth::router())
         .push(users::router())
         .push(profile::router());

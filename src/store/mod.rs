@@ -5,6 +5,7 @@
 //! concrete pools. Only statements that really differ are written twice.
 
 mod connect;
+pub mod idempotency;
 pub mod outbox;
 mod tx;
 

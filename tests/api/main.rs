@@ -7,5 +7,6 @@ mod auth;
 mod cli;
 mod edge;
 mod helpers;
+mod idempotency;
 mod migrations;
 mod store;
