@@ -125,7 +125,11 @@ pub struct LoanTerms {
     late_fee_rate: Rate,
     grace_days: GraceDays,
     first_due_date: Option<NaiveDate>,
+    purpose: Option<String>,
 }
+
+/// Longest accepted loan purpose, in characters.
+pub const MAX_PURPOSE_CHARS: usize = 500;
 
 impl LoanTerms {
     /// Terms with the defaults; the principal must be positive and at most [`MAX_PRINCIPAL_MINOR`].
@@ -154,6 +158,7 @@ impl LoanTerms {
             )?,
             grace_days: GraceDays::default(),
             first_due_date: None,
+            purpose: None,
         })
     }
 
@@ -190,6 +195,27 @@ impl LoanTerms {
             first_due_date,
             ..self
         }
+    }
+
+    /// The same terms with a free-text purpose (trimmed, 1 to [`MAX_PURPOSE_CHARS`]
+    /// characters; `None` or blank means no purpose).
+    pub fn with_purpose(self, purpose: Option<&str>) -> Result<LoanTerms, LoanError> {
+        let purpose = purpose.map(str::trim).filter(|text| !text.is_empty());
+        if purpose.is_some_and(|text| text.chars().count() > MAX_PURPOSE_CHARS) {
+            return Err(LoanError::BadText {
+                field: "purpose",
+                max_chars: MAX_PURPOSE_CHARS,
+            });
+        }
+        Ok(LoanTerms {
+            purpose: purpose.map(str::to_owned),
+            ..self
+        })
+    }
+
+    /// What the borrower said the loan is for.
+    pub fn purpose(&self) -> Option<&str> {
+        self.purpose.as_deref()
     }
 
     /// The principal lent.
