@@ -1,0 +1,222 @@
+//! The supervised per-loan actor tree: every write to a loan goes through that
+//! loan's actor, so writes to one loan are serialized while loans proceed in parallel.
+//!
+//! ```text
+//! RootSupervisor
+//! └── LoanSupervisor        routes calls, registry of live actors, passivation, restart budget
+//!     ├── LoanActor(loan a) load → decide (batch) → commit → apply → reply
+//!     └── LoanActor(loan b) …
+//! ```
+//!
+//! Callers use the cheap-to-clone [`LoanTree`] handle. Business rejections come
+//! back as `Ok(Err(LoanError))`; [`TreeError`] is infrastructure only.
+
+mod budget;
+pub mod config;
+mod error;
+mod loan_actor;
+mod plan;
+mod root;
+mod snapshot;
+mod supervisor;
+mod turn;
+mod types;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorRef};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::core::{Loan, LoanId, UserId};
+use crate::store::LoanStore;
+
+pub use config::TreeConfig;
+pub use error::TreeError;
+pub use types::{
+    Applied, BlockedLoan, CommandOutcome, LiveActor, LoanRequest, TreeCounts, TreeSnapshot,
+};
+
+use root::{RootArgs, RootMsg, RootSupervisor, SupervisorSlot};
+use supervisor::SupervisorMsg;
+use types::{Counters, bump};
+
+/// Handle to a running tree; clones share it. Dropping every clone does not stop
+/// the tree: call [`LoanTree::stop`].
+#[derive(Clone)]
+pub struct LoanTree {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: TreeConfig,
+    root: ActorRef<RootMsg>,
+    slot: SupervisorSlot,
+    counters: Arc<Counters>,
+}
+
+impl LoanTree {
+    /// Starts the root supervisor and its children.
+    pub async fn start(
+        config: TreeConfig,
+        store: Arc<dyn LoanStore>,
+    ) -> Result<LoanTree, TreeError> {
+        let counters = Arc::new(Counters::default());
+        let slot: SupervisorSlot = Arc::new(RwLock::new(None));
+        let args = RootArgs {
+            config: config.clone(),
+            store,
+            counters: Arc::clone(&counters),
+            slot: Arc::clone(&slot),
+        };
+        let (root, _join) = Actor::spawn(None, RootSupervisor, args)
+            .await
+            .map_err(|error| TreeError::Spawn(error.to_string()))?;
+        Ok(LoanTree {
+            inner: Arc::new(Inner {
+                config,
+                root,
+                slot,
+                counters,
+            }),
+        })
+    }
+
+    /// Runs one command through the loan's actor.
+    ///
+    /// On `Ok(Ok(applied))` the command is committed. On `Ok(Err(rejection))` nothing
+    /// was written. On `Err(TreeError::Timeout)` or `Err(TreeError::ActorFailed)` the
+    /// outcome is unknown: the command may still be committed later — completely,
+    /// never in part — unless the actor sees the caller gone before deciding it (then
+    /// it is dropped). The caller should answer 503 and let the client retry with the
+    /// same ids (a repeated `PaymentId` or reference is a no-op) or read the loan.
+    /// Other errors mean nothing was written.
+    pub async fn execute(
+        &self,
+        loan_id: LoanId,
+        request: LoanRequest,
+    ) -> Result<CommandOutcome, TreeError> {
+        self.ask(loan_id, |reply| SupervisorMsg::Execute {
+            loan_id,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Stores a new loan (fresh from [`Loan::apply_for`], version 1) and starts its
+    /// actor. `Err(TreeError::AlreadyExists)` if the id is taken; a loan that is not
+    /// `PENDING` is refused with `Ok(Err(LoanError::InvalidTransition))`.
+    pub async fn create(
+        &self,
+        loan: Loan,
+        now: DateTime<Utc>,
+        actor_id: Option<UserId>,
+    ) -> Result<CommandOutcome, TreeError> {
+        let loan_id = loan.loan_id();
+        self.ask(loan_id, |reply| SupervisorMsg::Create {
+            loan,
+            now,
+            actor_id,
+            reply,
+        })
+        .await
+    }
+
+    /// The supervision state: live actors, queue depths, blocked loans, counters.
+    pub async fn snapshot(&self) -> Result<TreeSnapshot, TreeError> {
+        let supervisor = self.supervisor()?;
+        let (reply, answer) = oneshot::channel();
+        supervisor
+            .cast(SupervisorMsg::Snapshot(reply))
+            .map_err(|_| TreeError::ShuttingDown)?;
+        tokio::time::timeout(self.inner.config.call_timeout, answer)
+            .await
+            .map_err(|_| TreeError::Overloaded("the loan supervisor did not answer in time"))?
+            .map_err(|_| TreeError::ShuttingDown)
+    }
+
+    /// The counters alone, without asking any actor (for metrics scrapes).
+    pub fn counts(&self) -> TreeCounts {
+        self.inner.counters.read()
+    }
+
+    /// The settings the tree runs with.
+    pub fn config(&self) -> &TreeConfig {
+        &self.inner.config
+    }
+
+    /// Graceful stop: refuses new calls, lets every loan actor finish the commands
+    /// already queued (they are committed and answered), then stops the tree.
+    /// Waits at most `shutdown_timeout`; past it the remaining actors are stopped
+    /// and their queued callers get `ActorFailed`.
+    pub async fn stop(self) -> Result<(), TreeError> {
+        let limit = self.inner.config.shutdown_timeout;
+        let drained = match self.supervisor() {
+            Ok(supervisor) => {
+                let (reply, done) = oneshot::channel();
+                let _ = supervisor.cast(SupervisorMsg::Shutdown(reply));
+                tokio::time::timeout(limit, done).await.is_ok()
+            }
+            Err(_) => true,
+        };
+        let root = &self.inner.root;
+        let _ = root.stop_children_and_wait(None, Some(limit)).await;
+        let _ = root.stop_and_wait(None, Some(limit)).await;
+        if drained {
+            Ok(())
+        } else {
+            Err(TreeError::Timeout {
+                loan_id: LoanId::new(uuid::Uuid::nil()),
+                after: limit,
+            })
+        }
+    }
+
+    /// Test hook: makes the loan's actor panic inside its handler. Answers
+    /// `Err(ActorFailed)` (the panic drops the reply); the supervisor restarts the
+    /// actor within the budget.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub async fn inject_panic(&self, loan_id: LoanId) -> Result<(), TreeError> {
+        self.ask(loan_id, |reply| SupervisorMsg::InjectPanic {
+            loan_id,
+            reply,
+        })
+        .await
+    }
+
+    fn supervisor(&self) -> Result<ActorRef<SupervisorMsg>, TreeError> {
+        let slot = self
+            .inner
+            .slot
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        slot.clone().ok_or(TreeError::ShuttingDown)
+    }
+
+    /// Sends a message carrying a reply port and waits for the answer until the call timeout.
+    async fn ask<T>(
+        &self,
+        loan_id: LoanId,
+        message: impl FnOnce(oneshot::Sender<Result<T, TreeError>>) -> SupervisorMsg,
+    ) -> Result<T, TreeError> {
+        let after: Duration = self.inner.config.call_timeout;
+        let deadline = Instant::now() + after;
+        let supervisor = self.supervisor()?;
+        let (reply, answer) = oneshot::channel();
+        supervisor
+            .cast(message(reply))
+            .map_err(|_| TreeError::ShuttingDown)?;
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(result)) => result,
+            // The reply port was dropped undelivered: the actor died holding it.
+            Ok(Err(_)) => Err(TreeError::ActorFailed(loan_id)),
+            Err(_) => {
+                bump(&self.inner.counters.timeouts);
+                Err(TreeError::Timeout { loan_id, after })
+            }
+        }
+    }
+}

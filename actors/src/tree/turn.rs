@@ -1,0 +1,225 @@
+//! One actor turn: load if needed → decide (pure) → commit → apply in memory → reply.
+//!
+//! The in-memory state changes only after the store confirmed the commit, and the
+//! commit is atomic, so a caller that gave up (timeout) sees either the whole
+//! command applied or nothing, never half.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::core::{LoanError, LoanEvent, LoanStatus};
+use crate::store::{EventRecord, LoanCommit, StoreError, StoredLoan};
+
+use super::config::{CONFLICT_BACKOFF, MAX_CONFLICT_RETRIES};
+use super::error::TreeError;
+use super::loan_actor::{LoanActorState, NewLoan, Queued};
+use super::plan::{commit_for, event_id, plan_batch};
+use super::types::{Applied, bump};
+
+/// How a batch attempt ended.
+enum BatchEnd {
+    /// Every command got its answer.
+    Answered,
+    /// The store refused the batch as a duplicate: retry the commands one by one so
+    /// only the offending one fails.
+    RetrySingly(Vec<Queued>),
+}
+
+/// Decides and commits `batch` in one transaction and answers every command.
+pub(crate) async fn run_batch(state: &mut LoanActorState, batch: Vec<Queued>) {
+    let batch = drop_abandoned(state, batch);
+    if batch.is_empty() {
+        return;
+    }
+    if let BatchEnd::RetrySingly(commands) = try_batch(state, batch).await {
+        for queued in commands {
+            // A batch of one never asks to be split again.
+            let _ = try_batch(state, vec![queued]).await;
+        }
+    }
+}
+
+/// Commands whose caller already gave up are not decided at all: they are never
+/// committed, which keeps late writes after a timeout rare.
+fn drop_abandoned(state: &LoanActorState, batch: Vec<Queued>) -> Vec<Queued> {
+    let before = batch.len();
+    let live: Vec<Queued> = batch
+        .into_iter()
+        .filter(|queued| !queued.reply.is_closed())
+        .collect();
+    for _ in live.len()..before {
+        bump(&state.counters.abandoned);
+    }
+    live
+}
+
+async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
+    let mut conflicts = 0;
+    loop {
+        if let Err(error) = ensure_loaded(state).await {
+            answer_all(batch, &error);
+            return BatchEnd::Answered;
+        }
+        let stored = state.loaded.as_ref().expect("loaded just above");
+        let version = stored.version;
+        let requests: Vec<_> = batch.iter().map(|queued| &queued.request).collect();
+        let plan = plan_batch(&stored.loan, &requests, event_id);
+        let Some(commit) = commit_for(state.loan_id, version, &plan) else {
+            answer(batch, plan.outcomes, Arc::new(plan.after), version);
+            return BatchEnd::Answered;
+        };
+        let expected_new_version = commit.new_version();
+        match commit_in_time(state, commit).await {
+            Ok(new_version) => {
+                assert_eq!(new_version, expected_new_version, "store skipped a version");
+                state.counters.committed(plan.effective);
+                let loan = Arc::new(plan.after.clone());
+                state.loaded = Some(StoredLoan {
+                    loan: plan.after,
+                    version: new_version,
+                });
+                answer(batch, plan.outcomes, loan, new_version);
+                return BatchEnd::Answered;
+            }
+            Err(StoreError::VersionConflict { .. }) if conflicts < MAX_CONFLICT_RETRIES => {
+                conflicts += 1;
+                tokio::time::sleep(CONFLICT_BACKOFF * conflicts).await;
+            }
+            Err(StoreError::Duplicate { .. }) if batch.len() > 1 => {
+                return BatchEnd::RetrySingly(batch);
+            }
+            Err(error) => {
+                answer_all(batch, &TreeError::from_store(state.loan_id, &error));
+                return BatchEnd::Answered;
+            }
+        }
+    }
+}
+
+/// Stores a new loan: a commit that expects no row.
+pub(crate) async fn create(state: &mut LoanActorState, new_loan: NewLoan) {
+    let NewLoan {
+        loan,
+        now,
+        actor_id,
+        reply,
+        ..
+    } = new_loan;
+    assert_eq!(loan.loan_id(), state.loan_id, "routed to the wrong actor");
+    if loan.status() != LoanStatus::Pending || !loan.payments().is_empty() {
+        let rejection = LoanError::InvalidTransition {
+            action: "create",
+            status: loan.status(),
+        };
+        let _ = reply.send(Ok(Err(rejection)));
+        return;
+    }
+    let record = EventRecord {
+        event_id: event_id(now),
+        occurred_at: now,
+        actor_id,
+        event: LoanEvent::Applied {
+            terms: loan.terms().clone(),
+            applied_on: loan.applied_on(),
+        },
+    };
+    let commit = LoanCommit {
+        loan_id: state.loan_id,
+        expected_version: None,
+        commands: 1,
+        snapshot: loan.snapshot(),
+        events: vec![record.clone()],
+    };
+    let answer = match commit_in_time(state, commit).await {
+        Ok(version) => {
+            state.counters.committed(1);
+            state.loaded = Some(StoredLoan {
+                loan: loan.clone(),
+                version,
+            });
+            Ok(Ok(Applied {
+                events: vec![record],
+                loan: Arc::new(loan),
+                version,
+            }))
+        }
+        Err(StoreError::VersionConflict { .. } | StoreError::Duplicate { .. }) => {
+            Err(TreeError::AlreadyExists(state.loan_id))
+        }
+        Err(error) => Err(TreeError::from_store(state.loan_id, &error)),
+    };
+    let _ = reply.send(answer);
+}
+
+/// Loads the loan unless it is in memory. Absence is not cached: another instance
+/// may create the loan at any time.
+async fn ensure_loaded(state: &mut LoanActorState) -> Result<(), TreeError> {
+    if state.loaded.is_some() {
+        return Ok(());
+    }
+    let loaded = in_time(state.store_timeout, state.store.load(state.loan_id)).await;
+    match loaded {
+        Ok(Some(stored)) => {
+            state.loaded = Some(stored);
+            Ok(())
+        }
+        Ok(None) => Err(TreeError::NotFound(state.loan_id)),
+        Err(error) => {
+            bump(&state.counters.store_errors);
+            Err(TreeError::from_store(state.loan_id, &error))
+        }
+    }
+}
+
+/// Commits within the store timeout. On any failure the in-memory state is dropped:
+/// after a conflict it is stale, after anything else it may be (a timed-out commit
+/// may still have landed), so the next turn reloads it.
+async fn commit_in_time(state: &mut LoanActorState, commit: LoanCommit) -> Result<u64, StoreError> {
+    let result = in_time(state.store_timeout, state.store.commit(commit)).await;
+    if let Err(error) = &result {
+        state.loaded = None;
+        match error {
+            StoreError::VersionConflict { .. } => bump(&state.counters.version_conflicts),
+            _ => bump(&state.counters.store_errors),
+        }
+        tracing::debug!(loan_id = %state.loan_id, %error, "loan commit failed");
+    }
+    result
+}
+
+/// Runs a store call with a time limit; running out is a backend failure.
+async fn in_time<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(StoreError::Backend(
+            format!("store call took longer than {limit:?}").into(),
+        ))
+    })
+}
+
+fn answer(
+    batch: Vec<Queued>,
+    outcomes: Vec<Result<Vec<EventRecord>, LoanError>>,
+    loan: Arc<crate::core::Loan>,
+    version: u64,
+) {
+    assert_eq!(batch.len(), outcomes.len(), "one outcome per command");
+    for (queued, outcome) in batch.into_iter().zip(outcomes) {
+        let outcome = outcome.map(|events| Applied {
+            events,
+            loan: Arc::clone(&loan),
+            version,
+        });
+        // The caller may have given up meanwhile; the result stands regardless.
+        let _ = queued.reply.send(Ok(outcome));
+    }
+}
+
+fn answer_all(batch: Vec<Queued>, error: &TreeError) {
+    for queued in batch {
+        let _ = queued.reply.send(Err(error.clone()));
+    }
+}
