@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -251,9 +251,8 @@ impl SupervisorState {
             return Err(TreeError::ShuttingDown);
         }
         let now = Instant::now();
-        if let Some(history) = self.restarts.get_mut(&loan_id)
-            && let Some(retry_after) = history.blocked_for(now)
-        {
+        self.reap_if_dead(myself, loan_id).await;
+        if let Some(retry_after) = self.blocked_for(loan_id, now) {
             return Err(TreeError::Unavailable {
                 loan_id,
                 retry_after,
@@ -273,6 +272,27 @@ impl SupervisorState {
             entry.actor.clone(),
             DepthGuard::new(Arc::clone(&entry.depth)),
         ))
+    }
+
+    fn blocked_for(&mut self, loan_id: LoanId, now: Instant) -> Option<std::time::Duration> {
+        self.restarts.get_mut(&loan_id)?.blocked_for(now)
+    }
+
+    /// A routable actor that died is a failure whose supervision event may still be
+    /// on its way (another thread): handle it now, so a command is never sent into
+    /// a dead mailbox. Routable actors only stop by failing (passivation unlists them first).
+    async fn reap_if_dead(&mut self, myself: &ActorRef<SupervisorMsg>, loan_id: LoanId) {
+        let Some(entry) = self.live.get(&loan_id) else {
+            return;
+        };
+        if entry.actor.get_status() < ActorStatus::Stopping {
+            return;
+        }
+        let actor_id = entry.actor.get_id();
+        // The late event then finds no routable child and changes nothing but the counter.
+        self.children.remove(&actor_id);
+        self.live.remove(&loan_id);
+        self.on_failure(myself, loan_id, "actor found dead").await;
     }
 
     async fn spawn(

@@ -1,0 +1,7 @@
+//! Tests of the supervised loan actor tree through its public API, against an
+//! in-memory store fake (the SQL stores have their own conformance suite).
+
+mod batching;
+mod lifecycle;
+mod supervision;
+mod support;
