@@ -1,6 +1,5 @@
 //! One command, one transaction; several queued commands, one transaction.
 
-
 use actors::core::{LoanError, LoanEvent, Money};
 use actors::tree::LoanTree;
 
@@ -18,7 +17,10 @@ async fn two_hundred_concurrent_payments_on_one_loan_all_apply_in_batches() {
         let tree: LoanTree = tree.clone();
         tasks.push(tokio::spawn(async move {
             for n in 0..10u128 {
-                accepted(tree.execute(loan, payment(task * 100 + n + 1, "1.00")).await);
+                accepted(
+                    tree.execute(loan, payment(task * 100 + n + 1, "1.00"))
+                        .await,
+                );
             }
         }));
     }
@@ -33,7 +35,9 @@ async fn two_hundred_concurrent_payments_on_one_loan_all_apply_in_batches() {
         .loan
         .payments()
         .iter()
-        .try_fold(Money::zero(usd("1").currency()), |sum, p| sum.checked_add(p.amount))
+        .try_fold(Money::zero(usd("1").currency()), |sum, p| {
+            sum.checked_add(p.amount)
+        })
         .unwrap();
     assert_eq!(total, usd("200.00"));
     assert_eq!(row.loan.figures(today()).total_paid, usd("200.00"));
@@ -45,7 +49,10 @@ async fn two_hundred_concurrent_payments_on_one_loan_all_apply_in_batches() {
     assert_eq!(payment_events, 200);
     let sizes = store.commit_sizes.lock().unwrap().clone();
     assert_eq!(sizes.iter().sum::<u64>(), 202);
-    assert!(sizes.iter().any(|size| *size > 1), "no batch formed: {sizes:?}");
+    assert!(
+        sizes.iter().any(|size| *size > 1),
+        "no batch formed: {sizes:?}"
+    );
     assert!(tree.counts().max_batch > 1);
     tree.stop().await.expect("stops");
 }
@@ -113,10 +120,17 @@ async fn a_rejected_command_in_a_batch_does_not_fail_the_others() {
     assert_eq!(accepted(two).version, 5);
     assert_eq!(accepted(three).version, 5, "one commit for the whole batch");
     let rejection = overpaid.unwrap().unwrap_err();
-    assert!(matches!(rejection, LoanError::Overpayment { .. }), "{rejection:?}");
+    assert!(
+        matches!(rejection, LoanError::Overpayment { .. }),
+        "{rejection:?}"
+    );
 
     let sizes = store.commit_sizes.lock().unwrap().clone();
-    assert_eq!(sizes.last(), Some(&2), "the rejected command is left out: {sizes:?}");
+    assert_eq!(
+        sizes.last(),
+        Some(&2),
+        "the rejected command is left out: {sizes:?}"
+    );
     let row = store.row(loan).unwrap();
     assert_eq!(row.loan.payments().len(), 3);
     assert_eq!(row.loan.figures(today()).total_paid, usd("6.00"));
@@ -132,7 +146,10 @@ async fn a_version_conflict_reloads_and_retries_without_double_applying() {
     store.bump_version_behind_the_actors_back(loan);
     let applied = accepted(tree.execute(loan, payment(1, "10.00")).await);
 
-    assert_eq!(applied.version, 4, "create, approve, the other writer, this payment");
+    assert_eq!(
+        applied.version, 4,
+        "create, approve, the other writer, this payment"
+    );
     assert_eq!(applied.loan.payments().len(), 1);
     let row = store.row(loan).unwrap();
     assert_eq!(row.version, 4);

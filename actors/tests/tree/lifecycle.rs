@@ -18,9 +18,15 @@ async fn creating_twice_is_refused_and_an_unknown_loan_is_not_found() {
     assert_eq!(created.events.len(), 1);
 
     let again = tree.create(pending_loan(loan), now(), None).await;
-    assert!(matches!(again, Err(TreeError::AlreadyExists(_))), "{again:?}");
+    assert!(
+        matches!(again, Err(TreeError::AlreadyExists(_))),
+        "{again:?}"
+    );
     let unknown = tree.execute(loan_id(2), request(LoanCommand::Cancel)).await;
-    assert!(matches!(unknown, Err(TreeError::NotFound(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(TreeError::NotFound(_))),
+        "{unknown:?}"
+    );
     assert_eq!(store.version(loan), 1);
 }
 
@@ -87,7 +93,10 @@ async fn graceful_stop_finishes_queued_commands_first() {
         tokio::time::sleep(Duration::from_millis(1)).await;
         tree.execute(loan, payment(99, "1.00")).await
     };
-    assert!(matches!(refused, Err(TreeError::ShuttingDown)), "{refused:?}");
+    assert!(
+        matches!(refused, Err(TreeError::ShuttingDown)),
+        "{refused:?}"
+    );
     hold.gate.add_permits(1);
     stopping.await.unwrap().expect("stopped in time");
 

@@ -19,7 +19,10 @@ async fn a_panicking_actor_is_restarted_from_the_store_and_the_next_command_succ
         tree.inject_panic(loan)
     );
     assert!(matches!(paid, Err(TreeError::ActorFailed(_))), "{paid:?}");
-    assert!(matches!(panicked, Err(TreeError::ActorFailed(_))), "{panicked:?}");
+    assert!(
+        matches!(panicked, Err(TreeError::ActorFailed(_))),
+        "{panicked:?}"
+    );
     assert_eq!(store.version(loan), 2, "nothing was written");
 
     let applied = accepted(tree.execute(loan, payment(2, "5.00")).await);
@@ -41,7 +44,10 @@ async fn a_loan_past_its_restart_budget_is_unavailable_until_the_window_passes()
         assert!(tree.inject_panic(loan).await.is_err());
     }
     let refused = tree.execute(loan, payment(1, "5.00")).await;
-    assert!(matches!(refused, Err(TreeError::Unavailable { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(TreeError::Unavailable { .. })),
+        "{refused:?}"
+    );
     let snapshot = tree.snapshot().await.unwrap();
     assert_eq!(snapshot.blocked.len(), 1);
     assert_eq!(snapshot.counts.budget_exhausted, 1);
@@ -73,7 +79,10 @@ async fn a_timed_out_call_leaves_nothing_half_written() {
     let queued = tree.execute(loan, payment(2, "6.00")).await;
     let held = held.await.unwrap();
     assert!(matches!(held, Err(TreeError::Timeout { .. })), "{held:?}");
-    assert!(matches!(queued, Err(TreeError::Timeout { .. })), "{queued:?}");
+    assert!(
+        matches!(queued, Err(TreeError::Timeout { .. })),
+        "{queued:?}"
+    );
     let row = store.row(loan).unwrap();
     assert_eq!(row.version, 2, "nothing written while the callers waited");
     assert!(row.loan.payments().is_empty());

@@ -59,7 +59,10 @@ impl FakeStore {
             entered: Notify::new(),
             gate: Semaphore::new(0),
         });
-        self.holds.lock().unwrap().insert(loan_id, Arc::clone(&hold));
+        self.holds
+            .lock()
+            .unwrap()
+            .insert(loan_id, Arc::clone(&hold));
         hold
     }
 
@@ -77,7 +80,9 @@ impl FakeStore {
         let loan_id = commit.loan_id;
         let mut rows = self.rows.lock().unwrap();
         if self.bump_once.lock().unwrap().remove(&loan_id) {
-            rows.get_mut(&loan_id).expect("bump an existing loan").version += 1;
+            rows.get_mut(&loan_id)
+                .expect("bump an existing loan")
+                .version += 1;
         }
         let current = rows.get(&loan_id).map(|row| row.version);
         if current != commit.expected_version {
@@ -208,9 +213,7 @@ pub async fn approved_loan(tree: &LoanTree, loan_id: LoanId) {
 }
 
 /// Unwraps an accepted command.
-pub fn accepted(
-    result: Result<actors::tree::CommandOutcome, actors::tree::TreeError>,
-) -> Applied {
+pub fn accepted(result: Result<actors::tree::CommandOutcome, actors::tree::TreeError>) -> Applied {
     result
         .expect("the tree answered")
         .expect("the loan accepted the command")
