@@ -16,6 +16,7 @@ pub mod config;
 mod error;
 mod loan_actor;
 mod plan;
+mod registry;
 mod root;
 mod snapshot;
 mod supervisor;
