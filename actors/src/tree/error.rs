@@ -54,6 +54,10 @@ pub enum TreeError {
     /// The stored loan cannot be loaded (a broken invariant); an operator must look.
     #[error("stored loan {0} is corrupt")]
     Corrupt(LoanId),
+    /// A graceful stop gave up waiting for the actors to finish their queues; the
+    /// remaining ones were stopped and their queued callers got `ActorFailed`.
+    #[error("the actors did not finish their queues within {0:?}")]
+    DrainTimeout(Duration),
     /// The tree is stopping or stopped.
     #[error("the actor tree is shutting down")]
     ShuttingDown,

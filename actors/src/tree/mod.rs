@@ -169,10 +169,7 @@ impl LoanTree {
         if drained {
             Ok(())
         } else {
-            Err(TreeError::Timeout {
-                loan_id: LoanId::new(uuid::Uuid::nil()),
-                after: limit,
-            })
+            Err(TreeError::DrainTimeout(limit))
         }
     }
 
