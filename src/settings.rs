@@ -104,6 +104,14 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     /// Lifetime of a refresh token (`REFRESH_TOKEN_TTL_DAYS`).
     pub refresh_token_ttl: Duration,
+    /// A loan actor idle this long is stopped; the next command reloads it (`LOAN_ACTOR_IDLE_SECS`).
+    pub loan_actor_idle: Duration,
+    /// Longest wait for a loan actor's answer before 503 (`ACTOR_CALL_TIMEOUT_MS`).
+    pub actor_call_timeout: Duration,
+    /// Restarts of one loan actor allowed per window before it answers 503 (`ACTOR_RESTART_LIMIT`).
+    pub actor_restart_limit: u32,
+    /// The restart budget's window (`ACTOR_RESTART_WINDOW_SECS`).
+    pub actor_restart_window: Duration,
 }
 
 /// Shortest accepted `JWT_SECRET`, in bytes: HS256 keys shorter than the hash are weak.
@@ -187,6 +195,22 @@ impl Settings {
                 "ACCESS_TOKEN_TTL_SECS",
                 get("ACCESS_TOKEN_TTL_SECS"),
                 15 * 60,
+            )?)),
+            loan_actor_idle: Duration::from_secs(u64::from(parse_positive(
+                "LOAN_ACTOR_IDLE_SECS",
+                get("LOAN_ACTOR_IDLE_SECS"),
+                600,
+            )?)),
+            actor_call_timeout: Duration::from_millis(u64::from(parse_positive(
+                "ACTOR_CALL_TIMEOUT_MS",
+                get("ACTOR_CALL_TIMEOUT_MS"),
+                5_000,
+            )?)),
+            actor_restart_limit: parse_positive("ACTOR_RESTART_LIMIT", get("ACTOR_RESTART_LIMIT"), 3)?,
+            actor_restart_window: Duration::from_secs(u64::from(parse_positive(
+                "ACTOR_RESTART_WINDOW_SECS",
+                get("ACTOR_RESTART_WINDOW_SECS"),
+                60,
             )?)),
             refresh_token_ttl: Duration::from_secs(
                 u64::from(parse_positive(
@@ -349,6 +373,8 @@ mod tests {
             ("LOG_FORMAT", "yaml"),
             ("DB_MAX_CONNECTIONS", "0"),
             ("RATE_LIMIT_PER_MIN", "0"),
+            ("LOAN_ACTOR_IDLE_SECS", "-1"),
+            ("ACTOR_CALL_TIMEOUT_MS", "0"),
             ("ACCESS_TOKEN_TTL_SECS", "soon"),
             ("JWT_SECRET", "short"),
             ("MAIL_FROM", "not an address"),
