@@ -1,24 +1,17 @@
 //! The loan store conformance suite: the `LoanStore` seam and the edge's read
 //! queries, on SQLite and (with `TEST_DATABASE_URL`) PostgreSQL.
 
+mod support;
+
 use std::collections::HashSet;
 
-use actors::core::{
-    Currency, Loan, LoanCommand, LoanId, LoanStatus, LoanTerms, Money, PaymentId, Rate,
-    RepaymentMethod, TermMonths, UserId,
-};
-use actors::store::{EventRecord, LoanCommit, LoanStore, StoreError as SeamError};
-use chrono::{DateTime, NaiveDate, Utc};
-use loan_tracker::accounts::users::{self, NewUser};
-use loan_tracker::accounts::{Email, Role, Username};
+use actors::core::{Currency, LoanCommand, LoanId, LoanStatus, Money, PaymentId};
+use actors::store::{LoanCommit, LoanStore, StoreError as SeamError};
 use loan_tracker::store::Db;
-use loan_tracker::store::loans::{
-    self, DeleteOutcome, LoanFilter, PageRequest, PaymentFilter, SqlLoanStore,
-};
-use serde_json::Value;
-use sqlx::types::Json;
+use loan_tracker::store::loans::{self, DeleteOutcome, LoanFilter, PageRequest, PaymentFilter};
 use uuid::Uuid;
 
+use self::support::{Held, approve, count, date, new_user, noon, outbox_payloads, pay, terms, usd};
 use crate::helpers::conformance;
 
 conformance!(
@@ -26,152 +19,12 @@ conformance!(
     a_loan_loads_back_equal_after_approval_fees_payments_and_a_reversal,
     a_stale_version_conflicts_and_writes_nothing,
     a_reused_payment_reference_is_a_duplicate_and_writes_nothing,
+    a_payment_id_used_on_another_loan_is_a_duplicate,
     each_event_becomes_one_outbox_row_with_its_subject_and_payload,
     loan_lists_return_every_loan_once_across_pages_and_filter,
     payment_lists_and_lookups_carry_the_loan_and_its_owner,
     only_loans_that_never_moved_money_are_deleted,
 );
-
-fn date(year: i32, month: u32, day: u32) -> NaiveDate {
-    NaiveDate::from_ymd_opt(year, month, day).unwrap()
-}
-
-fn noon(day: NaiveDate) -> DateTime<Utc> {
-    day.and_hms_opt(12, 0, 0).unwrap().and_utc()
-}
-
-fn terms(principal: &str, currency: Currency) -> LoanTerms {
-    LoanTerms::new(
-        Money::parse(principal, currency).unwrap(),
-        Rate::parse("12").unwrap(),
-        TermMonths::new(12).unwrap(),
-    )
-    .unwrap()
-    .with_method(RepaymentMethod::Annuity)
-}
-
-fn usd(text: &str) -> Money {
-    Money::parse(text, Currency::USD).unwrap()
-}
-
-async fn new_user(db: &Db, name: &str) -> UserId {
-    let new_user = NewUser {
-        email: Email::parse(&format!("{name}@example.com")).unwrap(),
-        username: Username::parse(&format!("{name}-user")).unwrap(),
-        password_hash: "$argon2id$not-a-real-hash".into(),
-        role: Role::User,
-    };
-    UserId::new(users::create(db, new_user, Utc::now()).await.unwrap().id)
-}
-
-/// A loan as an actor holds it: the aggregate and its stored version.
-struct Held {
-    store: SqlLoanStore,
-    loan: Loan,
-    version: u64,
-}
-
-fn records(events: Vec<actors::core::LoanEvent>, today: NaiveDate) -> Vec<EventRecord> {
-    events
-        .into_iter()
-        .map(|event| EventRecord {
-            event_id: Uuid::now_v7(),
-            occurred_at: noon(today),
-            actor_id: None,
-            event,
-        })
-        .collect()
-}
-
-impl Held {
-    /// Applies for a loan and commits it as a new row.
-    async fn apply_for(db: &Db, user_id: UserId, terms: LoanTerms, on: NaiveDate) -> Held {
-        let store = SqlLoanStore::new(db.clone());
-        let (loan, applied) = Loan::apply_for(LoanId::new(Uuid::now_v7()), user_id, terms, on);
-        let commit = LoanCommit {
-            loan_id: loan.loan_id(),
-            expected_version: None,
-            commands: 1,
-            snapshot: loan.snapshot(),
-            events: records(vec![applied], on),
-        };
-        assert_eq!(store.commit(commit).await.unwrap(), 1);
-        Held {
-            store,
-            loan,
-            version: 1,
-        }
-    }
-
-    /// Decides `command` on a copy, builds the commit, and lands it only if the store accepts it.
-    async fn try_run(
-        &mut self,
-        command: LoanCommand,
-        today: NaiveDate,
-    ) -> Result<Vec<EventRecord>, SeamError> {
-        let mut next = self.loan.clone();
-        let events = next.decide(&command, today).expect("command accepted");
-        for event in &events {
-            next.apply(event);
-        }
-        let events = records(events, today);
-        let commit = LoanCommit {
-            loan_id: next.loan_id(),
-            expected_version: Some(self.version),
-            commands: 1,
-            snapshot: next.snapshot(),
-            events: events.clone(),
-        };
-        self.version = self.store.commit(commit).await?;
-        self.loan = next;
-        Ok(events)
-    }
-
-    async fn run(&mut self, command: LoanCommand, today: NaiveDate) -> Vec<EventRecord> {
-        self.try_run(command, today).await.unwrap()
-    }
-
-    /// Asserts the stored loan equals the held one.
-    async fn assert_stored(&self) {
-        let stored = self.store.load(self.loan.loan_id()).await.unwrap().unwrap();
-        assert_eq!(stored.loan, self.loan);
-        assert_eq!(stored.version, self.version);
-    }
-}
-
-fn pay(amount: Money, paid_on: NaiveDate, reference: Option<&str>) -> LoanCommand {
-    LoanCommand::ApplyPayment {
-        payment_id: PaymentId::new(Uuid::now_v7()),
-        amount,
-        paid_on,
-        reference: reference.map(str::to_owned),
-    }
-}
-
-fn approve(on: NaiveDate) -> LoanCommand {
-    LoanCommand::Approve { disbursed_on: on }
-}
-
-async fn outbox_payloads(db: &Db, loan_id: LoanId) -> Vec<(String, Value)> {
-    let rows: Vec<(String, Json<Value>)> = loan_tracker::with_pool!(db, |pool| sqlx::query_as(
-        "select subject, payload from outbox where aggregate_id = $1 order by seq"
-    )
-    .bind(loan_id.as_uuid())
-    .fetch_all(pool)
-    .await)
-    .unwrap();
-    rows.into_iter()
-        .map(|(subject, payload)| (subject, payload.0))
-        .collect()
-}
-
-async fn count(db: &Db, sql: &'static str, loan_id: LoanId) -> i64 {
-    loan_tracker::with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
-        .bind(loan_id.as_uuid())
-        .fetch_one(pool)
-        .await)
-    .unwrap()
-}
 
 async fn a_new_loan_loads_back_equal_at_version_one(db: Db) {
     let user_id = new_user(&db, "ann").await;
@@ -367,7 +220,23 @@ async fn a_reused_payment_reference_is_a_duplicate_and_writes_nothing(db: Db) {
             .count(),
         1
     );
-    // A payment id already used on another loan is a duplicate as well.
+}
+
+async fn a_payment_id_used_on_another_loan_is_a_duplicate(db: Db) {
+    let user_id = new_user(&db, "gu").await;
+    let mut first = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    first
+        .run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+        .await;
+    first
+        .run(pay(usd("10"), date(2024, 1, 20), None), date(2024, 1, 20))
+        .await;
     let mut second = Held::apply_for(
         &db,
         user_id,
@@ -379,7 +248,7 @@ async fn a_reused_payment_reference_is_a_duplicate_and_writes_nothing(db: Db) {
         .run(approve(date(2024, 1, 15)), date(2024, 1, 15))
         .await;
     let reused = LoanCommand::ApplyPayment {
-        payment_id: held.loan.payments()[0].payment_id,
+        payment_id: first.loan.payments()[0].payment_id,
         amount: usd("5"),
         paid_on: date(2024, 1, 20),
         reference: None,

@@ -101,52 +101,80 @@ async fn write_loan_row(
     (expected, new): (Option<i64>, i64),
     now: DateTime<Utc>,
 ) -> Result<(), SeamError> {
-    let snapshot = &commit.snapshot;
-    let figures = RowFigures::of(snapshot);
     let conflict = || SeamError::VersionConflict {
         loan_id: commit.loan_id,
         expected: commit.expected_version,
     };
     let Some(expected) = expected else {
-        let terms = &snapshot.terms;
-        let inserted = with_tx!(tx, |conn| {
-            sqlx::query(
-            "insert into loans (id, user_id, status, currency, principal_minor, annual_interest_rate, \
-             term_months, repayment_method, late_fee_rate, grace_days, first_due_date, applied_on, \
-             disbursed_on, rejection_reason, version, total_paid_minor, principal_outstanding_minor, \
-             interest_outstanding_minor, fees_outstanding_minor, next_due_date, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $21)"
-        )
-        .bind(snapshot.loan_id.as_uuid())
-        .bind(snapshot.user_id.as_uuid())
-        .bind(snapshot.status.as_str())
-        .bind(terms.currency().code())
-        .bind(terms.principal().minor())
-        .bind(terms.annual_rate().to_string())
-        .bind(i32::from(terms.term().get()))
-        .bind(terms.method().as_str())
-        .bind(terms.late_fee_rate().to_string())
-        .bind(i32::from(terms.grace_days().get()))
-        .bind(terms.first_due_date())
-        .bind(snapshot.applied_on)
-        .bind(snapshot.disbursed_on)
-        .bind(snapshot.rejection_reason.as_deref())
-        .bind(new)
-        .bind(figures.total_paid_minor)
-        .bind(figures.principal_outstanding_minor)
-        .bind(figures.interest_outstanding_minor)
-        .bind(figures.fees_outstanding_minor)
-        .bind(figures.next_due_date)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(drop)
-        });
-        return inserted.map_err(|error| match StoreError::from(error) {
-            StoreError::Duplicate { .. } => conflict(),
-            other => seam_error(other, commit.loan_id),
-        });
+        return insert_loan_row(tx, &commit.snapshot, new, now)
+            .await
+            .map_err(|error| match error {
+                StoreError::Duplicate { .. } => conflict(),
+                other => seam_error(other, commit.loan_id),
+            });
     };
+    let updated = update_loan_row(tx, &commit.snapshot, (expected, new), now)
+        .await
+        .map_err(|error| seam_error(error, commit.loan_id))?;
+    if updated != 1 {
+        return Err(conflict());
+    }
+    Ok(())
+}
+
+/// Inserts a new loan row at `version`; an existing id is `Duplicate`.
+async fn insert_loan_row(
+    tx: &mut Tx,
+    snapshot: &LoanSnapshot,
+    version: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let figures = RowFigures::of(snapshot);
+    let terms = &snapshot.terms;
+    with_tx!(tx, |conn| {
+        sqlx::query(
+        "insert into loans (id, user_id, status, currency, principal_minor, annual_interest_rate, \
+         term_months, repayment_method, late_fee_rate, grace_days, first_due_date, applied_on, \
+         disbursed_on, rejection_reason, version, total_paid_minor, principal_outstanding_minor, \
+         interest_outstanding_minor, fees_outstanding_minor, next_due_date, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $21)"
+    )
+    .bind(snapshot.loan_id.as_uuid())
+    .bind(snapshot.user_id.as_uuid())
+    .bind(snapshot.status.as_str())
+    .bind(terms.currency().code())
+    .bind(terms.principal().minor())
+    .bind(terms.annual_rate().to_string())
+    .bind(i32::from(terms.term().get()))
+    .bind(terms.method().as_str())
+    .bind(terms.late_fee_rate().to_string())
+    .bind(i32::from(terms.grace_days().get()))
+    .bind(terms.first_due_date())
+    .bind(snapshot.applied_on)
+    .bind(snapshot.disbursed_on)
+    .bind(snapshot.rejection_reason.as_deref())
+    .bind(version)
+    .bind(figures.total_paid_minor)
+    .bind(figures.principal_outstanding_minor)
+    .bind(figures.interest_outstanding_minor)
+    .bind(figures.fees_outstanding_minor)
+    .bind(figures.next_due_date)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(drop)
+    })?;
+    Ok(())
+}
+
+/// Updates the mutable columns where the version is still `expected`; returns the rows changed.
+async fn update_loan_row(
+    tx: &mut Tx,
+    snapshot: &LoanSnapshot,
+    (expected, new): (i64, i64),
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let figures = RowFigures::of(snapshot);
     let updated = with_tx!(tx, |conn| sqlx::query(
         "update loans set status = $3, disbursed_on = $4, rejection_reason = $5, version = $6, \
          total_paid_minor = $7, principal_outstanding_minor = $8, interest_outstanding_minor = $9, \
@@ -167,12 +195,8 @@ async fn write_loan_row(
     .bind(now)
     .execute(conn)
     .await
-    .map(|result| result.rows_affected()))
-    .map_err(|error| seam_error(error.into(), commit.loan_id))?;
-    if updated != 1 {
-        return Err(conflict());
-    }
-    Ok(())
+    .map(|result| result.rows_affected()))?;
+    Ok(updated)
 }
 
 /// Upserts every installment of the snapshot (at most 480), a hundred per statement.
