@@ -24,6 +24,7 @@ conformance!(
     loan_lists_return_every_loan_once_across_pages_and_filter,
     payment_lists_and_lookups_carry_the_loan_and_its_owner,
     only_loans_that_never_moved_money_are_deleted,
+    concurrent_commits_from_one_version_land_exactly_once,
 );
 
 async fn a_new_loan_loads_back_equal_at_version_one(db: Db) {
@@ -515,4 +516,53 @@ async fn only_loans_that_never_moved_money_are_deleted(db: Db) {
         matches!(error, SeamError::VersionConflict { .. }),
         "{error:?}"
     );
+}
+
+async fn concurrent_commits_from_one_version_land_exactly_once(db: Db) {
+    let user_id = new_user(&db, "hal").await;
+    let mut held = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    held.run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+        .await;
+    let racers = (0..10).map(|_| {
+        let mut racer = Held {
+            store: held.store.clone(),
+            loan: held.loan.clone(),
+            version: held.version,
+        };
+        tokio::spawn(async move {
+            racer
+                .try_run(pay(usd("1"), date(2024, 1, 20), None), date(2024, 1, 20))
+                .await
+                .map(|_| racer)
+        })
+    });
+    let mut winners = Vec::new();
+    for outcome in futures::future::join_all(racers).await {
+        match outcome.unwrap() {
+            Ok(racer) => winners.push(racer),
+            Err(error) => assert!(
+                matches!(error, SeamError::VersionConflict { .. }),
+                "{error:?}"
+            ),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one commit from version 2 lands");
+    winners[0].assert_stored().await;
+    let loan_id = held.loan.loan_id();
+    assert_eq!(
+        count(
+            &db,
+            "select count(*) from payments where loan_id = $1",
+            loan_id
+        )
+        .await,
+        1
+    );
+    assert_eq!(outbox_payloads(&db, loan_id).await.len(), 3);
 }
