@@ -25,7 +25,7 @@ create table loans (
     grace_days                  integer not null check (grace_days between 0 and 365),
     -- explicit first due date from the application; null: one month after disbursement
     first_due_date              text,
-    -- free text from the application; not part of the loan's state in the core
+    -- free text from the application, trimmed; null when none was given
     purpose                     text,
     applied_on                  text not null,
     -- set once approved

@@ -39,6 +39,7 @@ pub fn event_data(loan: &LoanSnapshot, event: &LoanEvent) -> Value {
             "late_fee_rate": terms.late_fee_rate().to_string(),
             "grace_days": terms.grace_days().get(),
             "first_due_date": terms.first_due_date(),
+            "purpose": terms.purpose(),
             "applied_on": applied_on,
         }),
         LoanEvent::Approved {

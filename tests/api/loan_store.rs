@@ -11,7 +11,9 @@ use loan_tracker::store::Db;
 use loan_tracker::store::loans::{self, DeleteOutcome, LoanFilter, PageRequest, PaymentFilter};
 use uuid::Uuid;
 
-use self::support::{Held, approve, count, date, new_user, noon, outbox_payloads, pay, terms, usd};
+use self::support::{
+    Held, approve, count, date, new_user, noon, outbox_payloads, pay, rich_terms, terms, usd,
+};
 use crate::helpers::conformance;
 
 conformance!(
@@ -29,13 +31,8 @@ conformance!(
 
 async fn a_new_loan_loads_back_equal_at_version_one(db: Db) {
     let user_id = new_user(&db, "ann").await;
-    let held = Held::apply_for(
-        &db,
-        user_id,
-        terms("10000", Currency::USD),
-        date(2024, 1, 10),
-    )
-    .await;
+    let mut held = Held::apply_for(&db, user_id, rich_terms(), date(2024, 1, 10)).await;
+    assert_eq!(held.loan.terms().purpose(), Some("new roof"));
     held.assert_stored().await;
     let view = loans::get_loan(&db, held.loan.loan_id())
         .await
@@ -51,6 +48,10 @@ async fn a_new_loan_loads_back_equal_at_version_one(db: Db) {
         Some(user_id)
     );
     assert_eq!(loans::loan_owner(&db, unknown).await.unwrap(), None);
+    held.run(approve(date(2024, 1, 20)), date(2024, 1, 20))
+        .await;
+    assert_eq!(held.loan.installments()[0].due_date, date(2024, 2, 28));
+    held.assert_stored().await;
 }
 
 async fn a_loan_loads_back_equal_after_approval_fees_payments_and_a_reversal(db: Db) {

@@ -80,8 +80,6 @@ pub struct LoanView {
     pub loan: Loan,
     /// Number of commands applied (the optimistic-concurrency version).
     pub version: u64,
-    /// The application's free-text purpose, if any.
-    pub purpose: Option<String>,
     /// When the loan was applied for.
     pub created_at: DateTime<Utc>,
     /// When the loan last changed.
@@ -161,14 +159,13 @@ pub async fn get_loan(db: &Db, loan_id: LoanId) -> Result<Option<LoanView>, Stor
     };
     let version = u64::try_from(row.version)
         .map_err(|_| StoreError::Corrupt(format!("loans.version of {loan_id} negative")))?;
-    let (purpose, created_at, updated_at) = (row.purpose.clone(), row.created_at, row.updated_at);
+    let (created_at, updated_at) = (row.created_at, row.updated_at);
     let snapshot = row.into_snapshot(installments, payments)?;
     let loan = Loan::restore(snapshot)
         .map_err(|error| StoreError::Corrupt(format!("loan {loan_id}: {error}")))?;
     Ok(Some(LoanView {
         loan,
         version,
-        purpose,
         created_at,
         updated_at,
     }))

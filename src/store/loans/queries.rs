@@ -105,10 +105,8 @@ pub struct LoanSummary {
     pub user_id: UserId,
     /// Status at the last commit.
     pub status: LoanStatus,
-    /// The terms applied for.
+    /// The terms applied for (the purpose included).
     pub terms: LoanTerms,
-    /// The application's free-text purpose.
-    pub purpose: Option<String>,
     /// Date of the application.
     pub applied_on: NaiveDate,
     /// Date of disbursement, once approved.
@@ -165,7 +163,6 @@ impl TryFrom<LoanRow> for LoanSummary {
             version: u64::try_from(row.version).map_err(|_| {
                 StoreError::Corrupt(format!("loans.version of {} negative", row.id))
             })?,
-            purpose: row.purpose,
             applied_on: row.applied_on,
             disbursed_on: row.disbursed_on,
             rejection_reason: row.rejection_reason,

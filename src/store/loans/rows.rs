@@ -151,6 +151,7 @@ impl LoanRow {
         let late_fee_rate = rate(&self.late_fee_rate, "loans.late_fee_rate")?;
         LoanTerms::new(principal, annual_rate, term)
             .and_then(|terms| terms.with_late_fee_rate(late_fee_rate))
+            .and_then(|terms| terms.with_purpose(self.purpose.as_deref()))
             .map(|terms| {
                 terms
                     .with_method(method)

@@ -134,10 +134,10 @@ async fn insert_loan_row(
     with_tx!(tx, |conn| {
         sqlx::query(
         "insert into loans (id, user_id, status, currency, principal_minor, annual_interest_rate, \
-         term_months, repayment_method, late_fee_rate, grace_days, first_due_date, applied_on, \
+         term_months, repayment_method, late_fee_rate, grace_days, first_due_date, purpose, applied_on, \
          disbursed_on, rejection_reason, version, total_paid_minor, principal_outstanding_minor, \
          interest_outstanding_minor, fees_outstanding_minor, next_due_date, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $21)"
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)"
     )
     .bind(snapshot.loan_id.as_uuid())
     .bind(snapshot.user_id.as_uuid())
@@ -150,6 +150,7 @@ async fn insert_loan_row(
     .bind(terms.late_fee_rate().to_string())
     .bind(i32::from(terms.grace_days().get()))
     .bind(terms.first_due_date())
+    .bind(terms.purpose())
     .bind(snapshot.applied_on)
     .bind(snapshot.disbursed_on)
     .bind(snapshot.rejection_reason.as_deref())

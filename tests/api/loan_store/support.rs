@@ -2,7 +2,7 @@
 //! committed through the real `SqlLoanStore`, and a few builders.
 
 use actors::core::{
-    Currency, Loan, LoanCommand, LoanEvent, LoanId, LoanTerms, Money, PaymentId, Rate,
+    Currency, GraceDays, Loan, LoanCommand, LoanEvent, LoanId, LoanTerms, Money, PaymentId, Rate,
     RepaymentMethod, TermMonths, UserId,
 };
 use actors::store::{EventRecord, LoanCommit, LoanStore, StoreError as SeamError};
@@ -31,6 +31,18 @@ pub fn terms(principal: &str, currency: Currency) -> LoanTerms {
     )
     .unwrap()
     .with_method(RepaymentMethod::Annuity)
+}
+
+/// Terms with every optional field away from its default, to prove each one round-trips.
+pub fn rich_terms() -> LoanTerms {
+    terms("2500.50", Currency::EUR)
+        .with_method(RepaymentMethod::EqualPrincipal)
+        .with_late_fee_rate(Rate::parse("2.75").unwrap())
+        .unwrap()
+        .with_grace_days(GraceDays::new(5).unwrap())
+        .with_first_due_date(Some(date(2024, 2, 28)))
+        .with_purpose(Some("  new roof "))
+        .unwrap()
 }
 
 pub fn usd(text: &str) -> Money {
