@@ -6,6 +6,7 @@
 
 mod connect;
 pub mod idempotency;
+pub mod loans;
 pub mod outbox;
 mod tx;
 

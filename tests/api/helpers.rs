@@ -238,3 +238,32 @@ fn session(body: serde_json::Value, email: String) -> Session {
         refresh_token: body["refresh_token"].as_str().unwrap().to_owned(),
     }
 }
+
+/// Instantiates each listed `async fn case(db: Db)` of the calling module for
+/// both backends: SQLite always, PostgreSQL when `TEST_DATABASE_URL` is set,
+/// each case on a fresh database.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (db, _dir) = crate::helpers::fresh_sqlite().await;
+                    super::$case(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    match crate::helpers::fresh_postgres().await {
+                        Some(db) => super::$case(db).await,
+                        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL case skipped"),
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use conformance;

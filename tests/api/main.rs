@@ -8,5 +8,6 @@ mod cli;
 mod edge;
 mod helpers;
 mod idempotency;
+mod loan_store;
 mod migrations;
 mod store;

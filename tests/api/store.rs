@@ -6,33 +6,7 @@ use loan_tracker::accounts::users::{self, NewUser};
 use loan_tracker::accounts::{Email, Role, Username};
 use loan_tracker::store::{Db, StoreError};
 
-use crate::helpers::{fresh_postgres, fresh_sqlite};
-
-/// Instantiates each listed case for both backends.
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    let (db, _dir) = crate::helpers::fresh_sqlite().await;
-                    super::$case(db).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $case() {
-                    match crate::helpers::fresh_postgres().await {
-                        Some(db) => super::$case(db).await,
-                        None => eprintln!("TEST_DATABASE_URL not set: PostgreSQL case skipped"),
-                    }
-                }
-            )*
-        }
-    };
-}
+use crate::helpers::{conformance, fresh_postgres, fresh_sqlite};
 
 conformance!(
     a_created_user_is_found_by_email_and_id,

@@ -1,4 +1,7 @@
-//! The wire envelope of every published event (SPEC §5).
+//! The wire envelope of every published event (SPEC §5), and the payloads
+//! of the loan events in [`loan`].
+
+pub mod loan;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -18,7 +21,26 @@ pub fn envelope(
     occurred_at: DateTime<Utc>,
     data: Value,
 ) -> OutboxEvent {
-    let event_id = Uuid::now_v7();
+    envelope_with_id(
+        Uuid::now_v7(),
+        event_type,
+        loan_id,
+        user_id,
+        occurred_at,
+        data,
+    )
+}
+
+/// Like [`envelope`] with an `event_id` chosen by the caller (a loan actor
+/// picks its events' ids before committing, so a retry keeps them).
+pub fn envelope_with_id(
+    event_id: Uuid,
+    event_type: &str,
+    loan_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+    occurred_at: DateTime<Utc>,
+    data: Value,
+) -> OutboxEvent {
     let payload = json!({
         "event_id": event_id,
         "type": event_type,

@@ -1,0 +1,377 @@
+//! Reads for the HTTP edge: loan and payment lists with keyset pagination,
+//! one payment, a loan's owner; and the one write outside the actors,
+//! deleting a loan that never moved money.
+
+use actors::core::{
+    Currency, LoanId, LoanStatus, LoanTerms, Money, PaymentId, PaymentRecord, UserId,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::AssertSqlSafe;
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::rows::{LOAN_COLUMNS, LoanRow, PAYMENT_COLUMNS, PaymentRow, currency_of, money};
+use crate::store::{Db, StoreError};
+use crate::{with_pool, with_read_pool};
+
+/// Page size when the client gives none (SPEC §4).
+pub const DEFAULT_PAGE_LIMIT: u32 = 50;
+/// Largest page a client may ask for (SPEC §4).
+pub const MAX_PAGE_LIMIT: u32 = 100;
+
+/// The `?cursor=` text did not come from us.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid cursor")]
+pub struct InvalidCursor;
+
+/// Where the next page starts: the key of the last item of the previous one.
+/// Ids are UUIDv7, so id order is creation order; pages go newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(Uuid);
+
+impl Cursor {
+    /// Parses the opaque text a previous page returned as `next_cursor`.
+    pub fn parse(text: &str) -> Result<Cursor, InvalidCursor> {
+        // 32 hex digits: refuse anything else before the UUID parser sees it.
+        if text.len() != 32 {
+            return Err(InvalidCursor);
+        }
+        Uuid::try_parse(text).map(Cursor).map_err(|_| InvalidCursor)
+    }
+
+    /// The opaque text for `next_cursor`.
+    pub fn encode(self) -> String {
+        self.0.simple().to_string()
+    }
+}
+
+/// Which page of a list: at most `limit` items after `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    limit: u32,
+    after: Option<Cursor>,
+}
+
+impl PageRequest {
+    /// The page of `limit` items (default [`DEFAULT_PAGE_LIMIT`], clamped to
+    /// 1..=[`MAX_PAGE_LIMIT`]) after `cursor` (none: the first page).
+    pub fn new(limit: Option<u32>, cursor: Option<&str>) -> Result<PageRequest, InvalidCursor> {
+        Ok(PageRequest {
+            limit: limit.unwrap_or(DEFAULT_PAGE_LIMIT).clamp(1, MAX_PAGE_LIMIT),
+            after: cursor.map(Cursor::parse).transpose()?,
+        })
+    }
+
+    /// The number of items asked for.
+    pub fn limit(self) -> u32 {
+        self.limit
+    }
+}
+
+/// One page of a list (SPEC §4: `{ items, next_cursor }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub items: Vec<T>,
+    /// Text to pass as `?cursor=` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters of `GET /loans` (all optional, combined with "and").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoanFilter {
+    /// Only this borrower's loans.
+    pub user_id: Option<UserId>,
+    /// Only loans in this status.
+    pub status: Option<LoanStatus>,
+}
+
+/// Filters of the payment lists (all optional, combined with "and").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PaymentFilter {
+    /// Only payments on this loan.
+    pub loan_id: Option<LoanId>,
+    /// Only payments on this borrower's loans.
+    pub user_id: Option<UserId>,
+}
+
+/// A loan as the lists show it: its terms and the figures denormalized on
+/// its row at the last commit (for `days_past_due`, load the loan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoanSummary {
+    /// The loan.
+    pub loan_id: LoanId,
+    /// The borrower.
+    pub user_id: UserId,
+    /// Status at the last commit.
+    pub status: LoanStatus,
+    /// The terms applied for (the purpose included).
+    pub terms: LoanTerms,
+    /// Date of the application.
+    pub applied_on: NaiveDate,
+    /// Date of disbursement, once approved.
+    pub disbursed_on: Option<NaiveDate>,
+    /// Why it was rejected, once rejected.
+    pub rejection_reason: Option<String>,
+    /// Number of commands applied.
+    pub version: u64,
+    /// Sum of live payments.
+    pub total_paid: Money,
+    /// Principal not yet paid.
+    pub principal_outstanding: Money,
+    /// Interest neither paid nor waived.
+    pub interest_outstanding: Money,
+    /// Late fees not yet paid.
+    pub fees_outstanding: Money,
+    /// Sum of the three outstanding amounts.
+    pub total_outstanding: Money,
+    /// Due date of the oldest installment with anything unpaid.
+    pub next_due_date: Option<NaiveDate>,
+    /// When the loan was applied for.
+    pub created_at: DateTime<Utc>,
+    /// When the loan last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<LoanRow> for LoanSummary {
+    type Error = StoreError;
+
+    fn try_from(row: LoanRow) -> Result<Self, StoreError> {
+        let currency = currency_of(&row)?;
+        let amount = |minor, what| money(minor, currency, what, row.id);
+        let outstanding = [
+            row.principal_outstanding_minor,
+            row.interest_outstanding_minor,
+            row.fees_outstanding_minor,
+        ];
+        let total_minor = outstanding
+            .iter()
+            .try_fold(0_i64, |sum, part| sum.checked_add(*part))
+            .ok_or_else(|| StoreError::Corrupt(format!("outstanding of {} overflows", row.id)))?;
+        Ok(LoanSummary {
+            loan_id: LoanId::new(row.id),
+            user_id: UserId::new(row.user_id),
+            status: row.status.parse().map_err(|error| {
+                StoreError::Corrupt(format!("loans.status of {}: {error}", row.id))
+            })?,
+            terms: row.terms()?,
+            total_paid: amount(row.total_paid_minor, "loans.total_paid_minor")?,
+            principal_outstanding: amount(outstanding[0], "loans.principal_outstanding_minor")?,
+            interest_outstanding: amount(outstanding[1], "loans.interest_outstanding_minor")?,
+            fees_outstanding: amount(outstanding[2], "loans.fees_outstanding_minor")?,
+            total_outstanding: amount(total_minor, "loans outstanding")?,
+            version: u64::try_from(row.version).map_err(|_| {
+                StoreError::Corrupt(format!("loans.version of {} negative", row.id))
+            })?,
+            applied_on: row.applied_on,
+            disbursed_on: row.disbursed_on,
+            rejection_reason: row.rejection_reason,
+            next_due_date: row.next_due_date,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A payment with the loan it belongs to and that loan's borrower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPayment {
+    /// The loan paid.
+    pub loan_id: LoanId,
+    /// The loan's borrower (who besides staff may see the payment).
+    pub user_id: UserId,
+    /// The payment with its allocation and reversal date.
+    pub record: PaymentRecord,
+    /// When the payment was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+impl TryFrom<PaymentRow> for StoredPayment {
+    type Error = StoreError;
+
+    fn try_from(row: PaymentRow) -> Result<Self, StoreError> {
+        let currency = Currency::parse(row.currency_code()).map_err(|error| {
+            StoreError::Corrupt(format!("payments.currency of {}: {error}", row.id))
+        })?;
+        let (loan_id, user_id, created_at) = (row.loan_id, row.user_id, row.created_at);
+        Ok(StoredPayment {
+            loan_id: LoanId::new(loan_id),
+            user_id: UserId::new(user_id),
+            record: row.into_record(currency)?,
+            created_at,
+        })
+    }
+}
+
+/// `where …` with numbered placeholders for the conditions that apply,
+/// and the number of the next placeholder.
+fn where_clause(conditions: &[(&str, bool)]) -> (String, usize) {
+    let mut parts = Vec::new();
+    for (column, applies) in conditions {
+        if *applies {
+            parts.push(format!("{column} ${}", parts.len() + 1));
+        }
+    }
+    let next = parts.len() + 1;
+    if parts.is_empty() {
+        return (String::new(), next);
+    }
+    (format!(" where {}", parts.join(" and ")), next)
+}
+
+/// Splits one extra fetched row off into the next cursor.
+fn into_page<T>(mut items: Vec<T>, page: PageRequest, key: impl Fn(&T) -> Uuid) -> Page<T> {
+    let limit = page.limit as usize;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|item| Cursor(key(item)).encode())
+    } else {
+        None
+    };
+    Page { items, next_cursor }
+}
+
+/// Loans matching `filter`, newest first, one page at a time.
+pub async fn list_loans(
+    db: &Db,
+    filter: LoanFilter,
+    page: PageRequest,
+) -> Result<Page<LoanSummary>, StoreError> {
+    let (conditions, limit_placeholder) = where_clause(&[
+        ("user_id =", filter.user_id.is_some()),
+        ("status =", filter.status.is_some()),
+        ("id <", page.after.is_some()),
+    ]);
+    let sql = format!(
+        "select {LOAN_COLUMNS} from loans{conditions} order by id desc limit ${limit_placeholder}"
+    );
+    let rows: Vec<LoanRow> = with_read_pool!(db, |pool| {
+        let mut query = sqlx::query_as(AssertSqlSafe(sql));
+        if let Some(user_id) = filter.user_id {
+            query = query.bind(user_id.as_uuid());
+        }
+        if let Some(status) = filter.status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(Cursor(after)) = page.after {
+            query = query.bind(after);
+        }
+        query.bind(i64::from(page.limit) + 1).fetch_all(pool).await
+    })?;
+    let items = rows
+        .into_iter()
+        .map(LoanSummary::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(into_page(items, page, |item| item.loan_id.as_uuid()))
+}
+
+/// Payments matching `filter`, newest id first, one page at a time.
+pub async fn list_payments(
+    db: &Db,
+    filter: PaymentFilter,
+    page: PageRequest,
+) -> Result<Page<StoredPayment>, StoreError> {
+    let (conditions, limit_placeholder) = where_clause(&[
+        ("p.loan_id =", filter.loan_id.is_some()),
+        ("l.user_id =", filter.user_id.is_some()),
+        ("p.id <", page.after.is_some()),
+    ]);
+    let sql = format!(
+        "select {PAYMENT_COLUMNS} from payments p join loans l on l.id = p.loan_id{conditions} \
+         order by p.id desc limit ${limit_placeholder}"
+    );
+    let rows: Vec<PaymentRow> = with_read_pool!(db, |pool| {
+        let mut query = sqlx::query_as(AssertSqlSafe(sql));
+        if let Some(loan_id) = filter.loan_id {
+            query = query.bind(loan_id.as_uuid());
+        }
+        if let Some(user_id) = filter.user_id {
+            query = query.bind(user_id.as_uuid());
+        }
+        if let Some(Cursor(after)) = page.after {
+            query = query.bind(after);
+        }
+        query.bind(i64::from(page.limit) + 1).fetch_all(pool).await
+    })?;
+    let items = rows
+        .into_iter()
+        .map(StoredPayment::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(into_page(items, page, |item| {
+        item.record.payment_id.as_uuid()
+    }))
+}
+
+/// One payment with its loan and owner; `None` if there is no such payment.
+pub async fn get_payment(
+    db: &Db,
+    payment_id: PaymentId,
+) -> Result<Option<StoredPayment>, StoreError> {
+    let sql = format!(
+        "select {PAYMENT_COLUMNS} from payments p join loans l on l.id = p.loan_id where p.id = $1"
+    );
+    let row: Option<PaymentRow> = with_read_pool!(db, |pool| sqlx::query_as(AssertSqlSafe(sql))
+        .bind(payment_id.as_uuid())
+        .fetch_optional(pool)
+        .await)?;
+    row.map(StoredPayment::try_from).transpose()
+}
+
+/// The borrower of a loan, `None` if there is no such loan: the edge's
+/// ownership check before it bothers an actor.
+pub async fn loan_owner(db: &Db, loan_id: LoanId) -> Result<Option<UserId>, StoreError> {
+    let owner: Option<Uuid> = with_read_pool!(db, |pool| sqlx::query_scalar(
+        "select user_id from loans where id = $1"
+    )
+    .bind(loan_id.as_uuid())
+    .fetch_optional(pool)
+    .await)?;
+    Ok(owner.map(UserId::new))
+}
+
+/// What [`delete_loan`] did; the edge answers 204, 404 or 409.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// The loan and its rows are gone.
+    Deleted,
+    /// There is no such loan.
+    NotFound,
+    /// The loan moved money (or may still): only `PENDING`, `REJECTED` and
+    /// `CANCELLED` loans without payments are deleted.
+    Refused {
+        /// The loan's status.
+        status: LoanStatus,
+    },
+}
+
+/// Deletes a loan if it is `PENDING`, `REJECTED` or `CANCELLED` and has no
+/// payments — one statement, so a concurrent approval either happened
+/// before (refused) or finds the loan gone (its commit conflicts).
+pub async fn delete_loan(db: &Db, loan_id: LoanId) -> Result<DeleteOutcome, StoreError> {
+    let id = loan_id.as_uuid();
+    let deleted = with_pool!(db, |pool| sqlx::query(
+        "delete from loans where id = $1 and status in ('PENDING', 'REJECTED', 'CANCELLED') \
+         and not exists (select 1 from payments where loan_id = $1)"
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .map(|result| result.rows_affected()))?;
+    if deleted == 1 {
+        return Ok(DeleteOutcome::Deleted);
+    }
+    let status: Option<String> = with_pool!(db, |pool| sqlx::query_scalar(
+        "select status from loans where id = $1"
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?;
+    match status {
+        None => Ok(DeleteOutcome::NotFound),
+        Some(status) => Ok(DeleteOutcome::Refused {
+            status: status
+                .parse()
+                .map_err(|error| StoreError::Corrupt(format!("loans.status of {id}: {error}")))?,
+        }),
+    }
+}

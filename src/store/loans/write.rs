@@ -1,0 +1,372 @@
+//! `commit`: one actor turn in one transaction — the loan row under its
+//! version check, the installments, the new or changed payments, one outbox
+//! row per event.
+
+use std::collections::BTreeSet;
+
+use actors::core::{Installment, LoanEvent, LoanSnapshot, PaymentId, PaymentRecord};
+use actors::store::{LoanCommit, StoreError as SeamError};
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::types::Json;
+
+use super::rows::LineJson;
+use super::seam_error;
+use crate::events::loan::loan_event_outbox;
+use crate::store::{Db, StoreError, Tx, outbox};
+use crate::with_tx;
+
+/// Installment rows per `insert … values` statement: 100 × 12 binds stays far
+/// below both backends' limit on bound parameters.
+const INSTALLMENTS_PER_STATEMENT: usize = 100;
+
+/// The denormalized figures kept on the loan row, derived from the snapshot
+/// with the same rules as the core's `Loan::figures`.
+struct RowFigures {
+    total_paid_minor: i64,
+    principal_outstanding_minor: i64,
+    interest_outstanding_minor: i64,
+    fees_outstanding_minor: i64,
+    next_due_date: Option<NaiveDate>,
+}
+
+impl RowFigures {
+    fn of(snapshot: &LoanSnapshot) -> RowFigures {
+        let sum = |part: fn(&Installment) -> i64| snapshot.installments.iter().map(part).sum();
+        RowFigures {
+            total_paid_minor: snapshot
+                .payments
+                .iter()
+                .filter(|payment| !payment.is_reversed())
+                .map(|payment| payment.amount.minor())
+                .sum(),
+            principal_outstanding_minor: sum(Installment::principal_unpaid_minor),
+            interest_outstanding_minor: sum(Installment::interest_unpaid_minor),
+            fees_outstanding_minor: sum(Installment::fee_unpaid_minor),
+            next_due_date: snapshot
+                .installments
+                .iter()
+                .find(|installment| installment.unpaid_minor() > 0)
+                .map(|installment| installment.due_date),
+        }
+    }
+}
+
+/// Writes `commit` atomically and returns the new version.
+pub(super) async fn commit(db: &Db, commit: &LoanCommit) -> Result<u64, SeamError> {
+    let loan_id = commit.loan_id;
+    let new_version = commit.new_version();
+    let as_i64 = |version: u64| {
+        i64::try_from(version).map_err(|_| {
+            seam_error(
+                StoreError::Corrupt(format!("version {version} out of range")),
+                loan_id,
+            )
+        })
+    };
+    let versions = (
+        commit.expected_version.map(as_i64).transpose()?,
+        as_i64(new_version)?,
+    );
+    // The clock is only a fallback for a turn that produced no event.
+    let now = commit
+        .events
+        .last()
+        .map_or_else(Utc::now, |record| record.occurred_at);
+    let mut tx = db
+        .begin()
+        .await
+        .map_err(|error| seam_error(error, loan_id))?;
+    write_loan_row(&mut tx, commit, versions, now).await?;
+    write_installments(&mut tx, &commit.snapshot)
+        .await
+        .map_err(|error| seam_error(error, loan_id))?;
+    write_payments(&mut tx, commit).await?;
+    for record in &commit.events {
+        let event = loan_event_outbox(&commit.snapshot, record);
+        outbox::insert(&mut tx, &event)
+            .await
+            .map_err(|error| seam_error(error, loan_id))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|error| seam_error(error, loan_id))?;
+    Ok(new_version)
+}
+
+/// Inserts the loan (no expected version) or updates it under the version check;
+/// both fail with `VersionConflict` when another writer got there first.
+async fn write_loan_row(
+    tx: &mut Tx,
+    commit: &LoanCommit,
+    (expected, new): (Option<i64>, i64),
+    now: DateTime<Utc>,
+) -> Result<(), SeamError> {
+    let conflict = || SeamError::VersionConflict {
+        loan_id: commit.loan_id,
+        expected: commit.expected_version,
+    };
+    let Some(expected) = expected else {
+        return insert_loan_row(tx, &commit.snapshot, new, now)
+            .await
+            .map_err(|error| match error {
+                StoreError::Duplicate { .. } => conflict(),
+                other => seam_error(other, commit.loan_id),
+            });
+    };
+    let updated = update_loan_row(tx, &commit.snapshot, (expected, new), now)
+        .await
+        .map_err(|error| seam_error(error, commit.loan_id))?;
+    if updated != 1 {
+        return Err(conflict());
+    }
+    Ok(())
+}
+
+/// Inserts a new loan row at `version`; an existing id is `Duplicate`.
+async fn insert_loan_row(
+    tx: &mut Tx,
+    snapshot: &LoanSnapshot,
+    version: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let figures = RowFigures::of(snapshot);
+    let terms = &snapshot.terms;
+    with_tx!(tx, |conn| {
+        sqlx::query(
+        "insert into loans (id, user_id, status, currency, principal_minor, annual_interest_rate, \
+         term_months, repayment_method, late_fee_rate, grace_days, first_due_date, purpose, applied_on, \
+         disbursed_on, rejection_reason, version, total_paid_minor, principal_outstanding_minor, \
+         interest_outstanding_minor, fees_outstanding_minor, next_due_date, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)"
+    )
+    .bind(snapshot.loan_id.as_uuid())
+    .bind(snapshot.user_id.as_uuid())
+    .bind(snapshot.status.as_str())
+    .bind(terms.currency().code())
+    .bind(terms.principal().minor())
+    .bind(terms.annual_rate().to_string())
+    .bind(i32::from(terms.term().get()))
+    .bind(terms.method().as_str())
+    .bind(terms.late_fee_rate().to_string())
+    .bind(i32::from(terms.grace_days().get()))
+    .bind(terms.first_due_date())
+    .bind(terms.purpose())
+    .bind(snapshot.applied_on)
+    .bind(snapshot.disbursed_on)
+    .bind(snapshot.rejection_reason.as_deref())
+    .bind(version)
+    .bind(figures.total_paid_minor)
+    .bind(figures.principal_outstanding_minor)
+    .bind(figures.interest_outstanding_minor)
+    .bind(figures.fees_outstanding_minor)
+    .bind(figures.next_due_date)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(drop)
+    })?;
+    Ok(())
+}
+
+/// Updates the mutable columns where the version is still `expected`; returns the rows changed.
+async fn update_loan_row(
+    tx: &mut Tx,
+    snapshot: &LoanSnapshot,
+    (expected, new): (i64, i64),
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let figures = RowFigures::of(snapshot);
+    let updated = with_tx!(tx, |conn| sqlx::query(
+        "update loans set status = $3, disbursed_on = $4, rejection_reason = $5, version = $6, \
+         total_paid_minor = $7, principal_outstanding_minor = $8, interest_outstanding_minor = $9, \
+         fees_outstanding_minor = $10, next_due_date = $11, updated_at = $12 \
+         where id = $1 and version = $2"
+    )
+    .bind(snapshot.loan_id.as_uuid())
+    .bind(expected)
+    .bind(snapshot.status.as_str())
+    .bind(snapshot.disbursed_on)
+    .bind(snapshot.rejection_reason.as_deref())
+    .bind(new)
+    .bind(figures.total_paid_minor)
+    .bind(figures.principal_outstanding_minor)
+    .bind(figures.interest_outstanding_minor)
+    .bind(figures.fees_outstanding_minor)
+    .bind(figures.next_due_date)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|result| result.rows_affected()))?;
+    Ok(updated)
+}
+
+/// Upserts every installment of the snapshot (at most 480), a hundred per statement.
+async fn write_installments(tx: &mut Tx, snapshot: &LoanSnapshot) -> Result<(), StoreError> {
+    let loan_id = snapshot.loan_id.as_uuid();
+    for chunk in snapshot.installments.chunks(INSTALLMENTS_PER_STATEMENT) {
+        with_tx!(tx, |conn| {
+            let mut builder = sqlx::QueryBuilder::new(
+                "insert into installments (loan_id, seq, due_date, principal_minor, interest_minor, \
+                 late_fee_minor, late_fee_assessed_on, fee_paid_minor, interest_paid_minor, \
+                 principal_paid_minor, interest_waived_minor, unpaid_minor) ",
+            );
+            builder.push_values(chunk, |mut row, installment| {
+                row.push_bind(loan_id)
+                    .push_bind(i32::from(installment.seq))
+                    .push_bind(installment.due_date)
+                    .push_bind(installment.principal.minor())
+                    .push_bind(installment.interest.minor())
+                    .push_bind(installment.late_fee.minor())
+                    .push_bind(installment.late_fee_assessed_on)
+                    .push_bind(installment.fee_paid.minor())
+                    .push_bind(installment.interest_paid.minor())
+                    .push_bind(installment.principal_paid.minor())
+                    .push_bind(installment.interest_waived.minor())
+                    .push_bind(installment.unpaid_minor());
+            });
+            builder.push(
+                " on conflict (loan_id, seq) do update set late_fee_minor = excluded.late_fee_minor, \
+                 late_fee_assessed_on = excluded.late_fee_assessed_on, fee_paid_minor = excluded.fee_paid_minor, \
+                 interest_paid_minor = excluded.interest_paid_minor, principal_paid_minor = excluded.principal_paid_minor, \
+                 interest_waived_minor = excluded.interest_waived_minor, unpaid_minor = excluded.unpaid_minor",
+            );
+            builder.build().execute(conn).await.map(drop)
+        })?;
+    }
+    Ok(())
+}
+
+/// The payments this commit's events created, and those whose allocation or
+/// reversal they changed (created ones excluded: they are inserted final).
+fn touched_payments<'a>(
+    events: impl Iterator<Item = &'a LoanEvent>,
+) -> (BTreeSet<PaymentId>, BTreeSet<PaymentId>) {
+    let mut created = BTreeSet::new();
+    let mut changed = BTreeSet::new();
+    for event in events {
+        let reallocations = match event {
+            LoanEvent::PaymentApplied {
+                payment,
+                reallocations,
+            } => {
+                created.insert(payment.payment_id);
+                reallocations
+            }
+            LoanEvent::PaymentReversed {
+                payment_id,
+                reallocations,
+                ..
+            } => {
+                changed.insert(*payment_id);
+                reallocations
+            }
+            LoanEvent::LateFeesAssessed { reallocations, .. } => reallocations,
+            _ => continue,
+        };
+        changed.extend(
+            reallocations
+                .iter()
+                .map(|reallocation| reallocation.payment_id),
+        );
+    }
+    let changed = changed.difference(&created).copied().collect();
+    (created, changed)
+}
+
+/// Inserts created payments (a reused id or reference is `Duplicate`) and
+/// rewrites the allocation and reversal of changed ones, from the snapshot.
+async fn write_payments(tx: &mut Tx, commit: &LoanCommit) -> Result<(), SeamError> {
+    let (created, changed) = touched_payments(commit.events.iter().map(|record| &record.event));
+    let loan_id = commit.loan_id;
+    for (index, payment) in commit.snapshot.payments.iter().enumerate() {
+        let arrival_seq = i32::try_from(index + 1).expect("payments per loan are bounded");
+        if created.contains(&payment.payment_id) {
+            let created_at = commit
+                .events
+                .iter()
+                .find(|record| matches!(&record.event, LoanEvent::PaymentApplied { payment: applied, .. } if applied.payment_id == payment.payment_id))
+                .map_or_else(Utc::now, |record| record.occurred_at);
+            insert_payment(tx, commit, payment, arrival_seq, created_at)
+                .await
+                .map_err(|error| match error {
+                    StoreError::Duplicate { constraint } => SeamError::Duplicate {
+                        what: format!("payment id or reference ({constraint})"),
+                    },
+                    other => seam_error(other, loan_id),
+                })?;
+        } else if changed.contains(&payment.payment_id) {
+            update_payment(tx, commit, payment)
+                .await
+                .map_err(|error| seam_error(error, loan_id))?;
+        }
+    }
+    Ok(())
+}
+
+async fn insert_payment(
+    tx: &mut Tx,
+    commit: &LoanCommit,
+    payment: &PaymentRecord,
+    arrival_seq: i32,
+    created_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let allocation = &payment.allocation;
+    let lines: Vec<LineJson> = allocation.lines.iter().map(LineJson::from).collect();
+    with_tx!(tx, |conn| {
+        sqlx::query(
+        "insert into payments (id, loan_id, arrival_seq, amount_minor, currency, paid_on, reference, \
+         fee_minor, interest_minor, principal_minor, interest_waived_minor, allocation_lines, reversed_on, created_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    )
+    .bind(payment.payment_id.as_uuid())
+    .bind(commit.loan_id.as_uuid())
+    .bind(arrival_seq)
+    .bind(payment.amount.minor())
+    .bind(payment.amount.currency().code())
+    .bind(payment.paid_on)
+    .bind(payment.reference.as_deref())
+    .bind(allocation.fee.minor())
+    .bind(allocation.interest.minor())
+    .bind(allocation.principal.minor())
+    .bind(allocation.interest_waived.minor())
+    .bind(Json(&lines))
+    .bind(payment.reversed_on)
+    .bind(created_at)
+    .execute(conn)
+    .await
+    .map(drop)
+    })?;
+    Ok(())
+}
+
+async fn update_payment(
+    tx: &mut Tx,
+    commit: &LoanCommit,
+    payment: &PaymentRecord,
+) -> Result<(), StoreError> {
+    let allocation = &payment.allocation;
+    let lines: Vec<LineJson> = allocation.lines.iter().map(LineJson::from).collect();
+    let updated = with_tx!(tx, |conn| sqlx::query(
+        "update payments set fee_minor = $3, interest_minor = $4, principal_minor = $5, \
+         interest_waived_minor = $6, allocation_lines = $7, reversed_on = $8 \
+         where id = $1 and loan_id = $2"
+    )
+    .bind(payment.payment_id.as_uuid())
+    .bind(commit.loan_id.as_uuid())
+    .bind(allocation.fee.minor())
+    .bind(allocation.interest.minor())
+    .bind(allocation.principal.minor())
+    .bind(allocation.interest_waived.minor())
+    .bind(Json(&lines))
+    .bind(payment.reversed_on)
+    .execute(conn)
+    .await
+    .map(|result| result.rows_affected()))?;
+    if updated != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "payment {} changed by a commit but not stored",
+            payment.payment_id
+        )));
+    }
+    Ok(())
+}

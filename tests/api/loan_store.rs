@@ -1,0 +1,569 @@
+//! The loan store conformance suite: the `LoanStore` seam and the edge's read
+//! queries, on SQLite and (with `TEST_DATABASE_URL`) PostgreSQL.
+
+mod support;
+
+use std::collections::HashSet;
+
+use actors::core::{Currency, LoanCommand, LoanId, LoanStatus, Money, PaymentId};
+use actors::store::{LoanCommit, LoanStore, StoreError as SeamError};
+use loan_tracker::store::Db;
+use loan_tracker::store::loans::{self, DeleteOutcome, LoanFilter, PageRequest, PaymentFilter};
+use uuid::Uuid;
+
+use self::support::{
+    Held, approve, count, date, new_user, noon, outbox_payloads, pay, rich_terms, terms, usd,
+};
+use crate::helpers::conformance;
+
+conformance!(
+    a_new_loan_loads_back_equal_at_version_one,
+    a_loan_loads_back_equal_after_approval_fees_payments_and_a_reversal,
+    a_stale_version_conflicts_and_writes_nothing,
+    a_reused_payment_reference_is_a_duplicate_and_writes_nothing,
+    a_payment_id_used_on_another_loan_is_a_duplicate,
+    each_event_becomes_one_outbox_row_with_its_subject_and_payload,
+    loan_lists_return_every_loan_once_across_pages_and_filter,
+    payment_lists_and_lookups_carry_the_loan_and_its_owner,
+    only_loans_that_never_moved_money_are_deleted,
+    concurrent_commits_from_one_version_land_exactly_once,
+);
+
+async fn a_new_loan_loads_back_equal_at_version_one(db: Db) {
+    let user_id = new_user(&db, "ann").await;
+    let mut held = Held::apply_for(&db, user_id, rich_terms(), date(2024, 1, 10)).await;
+    assert_eq!(held.loan.terms().purpose(), Some("new roof"));
+    held.assert_stored().await;
+    let view = loans::get_loan(&db, held.loan.loan_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(view.owner(), user_id);
+    assert_eq!(view.version, 1);
+    assert_eq!(view.created_at, noon(date(2024, 1, 10)));
+    let unknown = LoanId::new(Uuid::now_v7());
+    assert!(held.store.load(unknown).await.unwrap().is_none());
+    assert_eq!(
+        loans::loan_owner(&db, held.loan.loan_id()).await.unwrap(),
+        Some(user_id)
+    );
+    assert_eq!(loans::loan_owner(&db, unknown).await.unwrap(), None);
+    held.run(approve(date(2024, 1, 20)), date(2024, 1, 20))
+        .await;
+    assert_eq!(held.loan.installments()[0].due_date, date(2024, 2, 28));
+    held.assert_stored().await;
+}
+
+async fn a_loan_loads_back_equal_after_approval_fees_payments_and_a_reversal(db: Db) {
+    let user_id = new_user(&db, "bo").await;
+    let mut held = Held::apply_for(
+        &db,
+        user_id,
+        terms("10000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    held.run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+        .await;
+    held.assert_stored().await;
+    // Installment 1 fell due on 2024-02-15: a late fee and OVERDUE.
+    let as_of = date(2024, 2, 20);
+    held.run(LoanCommand::AssessLateFees { as_of }, as_of).await;
+    assert_eq!(held.loan.status(), LoanStatus::Overdue);
+    held.assert_stored().await;
+    let first = pay(usd("1000"), date(2024, 2, 20), Some("bank-1"));
+    let LoanCommand::ApplyPayment { payment_id, .. } = first else {
+        unreachable!()
+    };
+    held.run(first, date(2024, 2, 20)).await;
+    // Back-dated: re-allocates the later payment.
+    let events = held
+        .run(pay(usd("300"), date(2024, 2, 16), None), date(2024, 2, 21))
+        .await;
+    assert!(
+        matches!(&events[0].event, actors::core::LoanEvent::PaymentApplied { reallocations, .. } if !reallocations.is_empty())
+    );
+    held.assert_stored().await;
+    held.run(
+        LoanCommand::ReversePayment { payment_id },
+        date(2024, 2, 22),
+    )
+    .await;
+    held.assert_stored().await;
+    let summary = loans::list_loans(
+        &db,
+        LoanFilter::default(),
+        PageRequest::new(None, None).unwrap(),
+    )
+    .await
+    .unwrap()
+    .items
+    .remove(0);
+    let figures = held.loan.figures(date(2024, 2, 22));
+    assert_eq!(summary.total_paid, figures.total_paid);
+    assert_eq!(summary.total_outstanding, figures.total_outstanding);
+    assert_eq!(summary.fees_outstanding, figures.fees_outstanding);
+    assert_eq!(summary.next_due_date, figures.next_due_date);
+    assert_eq!(summary.version, 6);
+}
+
+async fn a_stale_version_conflicts_and_writes_nothing(db: Db) {
+    let user_id = new_user(&db, "cy").await;
+    let mut held = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    held.run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+        .await;
+    let mut stale = Held {
+        store: held.store.clone(),
+        loan: held.loan.clone(),
+        version: 1,
+    };
+    let error = stale
+        .try_run(pay(usd("10"), date(2024, 1, 20), None), date(2024, 1, 20))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SeamError::VersionConflict {
+                expected: Some(1),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    held.assert_stored().await;
+    let loan_id = held.loan.loan_id();
+    assert_eq!(
+        count(
+            &db,
+            "select count(*) from payments where loan_id = $1",
+            loan_id
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        outbox_payloads(&db, loan_id).await.len(),
+        2,
+        "applied + approved only"
+    );
+    // Creating a loan that exists conflicts too.
+    let again = LoanCommit {
+        loan_id,
+        expected_version: None,
+        commands: 1,
+        snapshot: held.loan.snapshot(),
+        events: Vec::new(),
+    };
+    let error = held.store.commit(again).await.unwrap_err();
+    assert!(
+        matches!(error, SeamError::VersionConflict { expected: None, .. }),
+        "{error:?}"
+    );
+    held.assert_stored().await;
+}
+
+async fn a_reused_payment_reference_is_a_duplicate_and_writes_nothing(db: Db) {
+    let user_id = new_user(&db, "di").await;
+    let mut held = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    held.run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+        .await;
+    // Another process that never saw the first payment but somehow holds the current version.
+    let mut other = Held {
+        store: held.store.clone(),
+        loan: held.loan.clone(),
+        version: 3,
+    };
+    held.run(
+        pay(usd("10"), date(2024, 1, 20), Some("gw-7")),
+        date(2024, 1, 20),
+    )
+    .await;
+    let error = other
+        .try_run(
+            pay(usd("20"), date(2024, 1, 21), Some("gw-7")),
+            date(2024, 1, 21),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SeamError::Duplicate { .. }), "{error:?}");
+    held.assert_stored().await;
+    let loan_id = held.loan.loan_id();
+    assert_eq!(
+        count(
+            &db,
+            "select count(*) from payments where loan_id = $1",
+            loan_id
+        )
+        .await,
+        1
+    );
+    let subjects: Vec<String> = outbox_payloads(&db, loan_id)
+        .await
+        .into_iter()
+        .map(|row| row.0)
+        .collect();
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|subject| subject.ends_with("payment.received"))
+            .count(),
+        1
+    );
+}
+
+async fn a_payment_id_used_on_another_loan_is_a_duplicate(db: Db) {
+    let user_id = new_user(&db, "gu").await;
+    let mut first = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    first
+        .run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+        .await;
+    first
+        .run(pay(usd("10"), date(2024, 1, 20), None), date(2024, 1, 20))
+        .await;
+    let mut second = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    second
+        .run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+        .await;
+    let reused = LoanCommand::ApplyPayment {
+        payment_id: first.loan.payments()[0].payment_id,
+        amount: usd("5"),
+        paid_on: date(2024, 1, 20),
+        reference: None,
+    };
+    let error = second.try_run(reused, date(2024, 1, 20)).await.unwrap_err();
+    assert!(matches!(error, SeamError::Duplicate { .. }), "{error:?}");
+    second.assert_stored().await;
+}
+
+async fn each_event_becomes_one_outbox_row_with_its_subject_and_payload(db: Db) {
+    let user_id = new_user(&db, "ed").await;
+    let mut held = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::KWD),
+        date(2024, 1, 15),
+    )
+    .await;
+    let mut all = held
+        .run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+        .await;
+    let amount = Money::parse("100.5", Currency::KWD).unwrap();
+    all.extend(
+        held.run(
+            pay(amount, date(2024, 1, 20), Some("r-1")),
+            date(2024, 1, 20),
+        )
+        .await,
+    );
+    let rows = outbox_payloads(&db, held.loan.loan_id()).await;
+    assert_eq!(
+        rows.len(),
+        1 + all.len(),
+        "one row per event, the application included"
+    );
+    let (subject, applied) = &rows[0];
+    assert_eq!(subject, "loans.events.loan.applied");
+    assert_eq!(applied["data"]["principal"], "1000.000");
+    assert_eq!(applied["data"]["annual_interest_rate"], "12");
+    for ((subject, payload), record) in rows[1..].iter().zip(&all) {
+        let kind = record.event.kind_name();
+        assert_eq!(subject, &format!("loans.events.{kind}"));
+        assert_eq!(payload["event_id"], record.event_id.to_string());
+        assert_eq!(payload["type"], kind);
+        assert_eq!(payload["loan_id"], held.loan.loan_id().to_string());
+        assert_eq!(payload["user_id"], user_id.to_string());
+        let occurred_at = record
+            .occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        assert_eq!(payload["occurred_at"], occurred_at);
+    }
+    let (_, received) = rows
+        .iter()
+        .find(|row| row.0.ends_with("payment.received"))
+        .unwrap();
+    let data = &received["data"];
+    assert_eq!(data["amount"], "100.500");
+    assert_eq!(data["currency"], "KWD");
+    assert_eq!(data["paid_on"], "2024-01-20");
+    assert_eq!(data["reference"], "r-1");
+    let allocation = &data["allocation"];
+    let parts: i64 = ["fee", "interest", "principal"]
+        .iter()
+        .map(|part| {
+            Money::parse(allocation[part].as_str().unwrap(), Currency::KWD)
+                .unwrap()
+                .minor()
+        })
+        .sum();
+    assert_eq!(parts, amount.minor());
+    let (_, approved) = rows
+        .iter()
+        .find(|row| row.0.ends_with("loan.approved"))
+        .unwrap();
+    assert_eq!(approved["data"]["disbursed_on"], "2024-01-15");
+    assert_eq!(approved["data"]["installment_count"], 12);
+}
+
+async fn loan_lists_return_every_loan_once_across_pages_and_filter(db: Db) {
+    let (ann, bo) = (new_user(&db, "ann").await, new_user(&db, "bo").await);
+    let mut created = Vec::new();
+    for n in 0..11 {
+        let owner = if n % 3 == 0 { bo } else { ann };
+        let mut held =
+            Held::apply_for(&db, owner, terms("500", Currency::USD), date(2024, 3, 1)).await;
+        if n % 4 == 0 {
+            let reason = "income too low".to_owned();
+            held.run(LoanCommand::Reject { reason }, date(2024, 3, 2))
+                .await;
+        }
+        created.push((held.loan.loan_id(), owner, held.loan.status()));
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = loans::list_loans(
+            &db,
+            LoanFilter::default(),
+            PageRequest::new(Some(4), cursor.as_deref()).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert!(page.items.len() <= 4);
+        seen.extend(page.items.iter().map(|item| item.loan_id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 11, "every loan once");
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 11);
+    let mut newest_first: Vec<LoanId> = created.iter().map(|loan| loan.0).collect();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    let all = PageRequest::new(Some(100), None).unwrap();
+    let of_bo = LoanFilter {
+        user_id: Some(bo),
+        status: None,
+    };
+    let page = loans::list_loans(&db, of_bo, all).await.unwrap();
+    assert_eq!(
+        page.items.len(),
+        created.iter().filter(|loan| loan.1 == bo).count()
+    );
+    assert!(page.items.iter().all(|item| item.user_id == bo) && page.next_cursor.is_none());
+    let rejected_of_ann = LoanFilter {
+        user_id: Some(ann),
+        status: Some(LoanStatus::Rejected),
+    };
+    let page = loans::list_loans(&db, rejected_of_ann, all).await.unwrap();
+    let expected = created
+        .iter()
+        .filter(|loan| loan.1 == ann && loan.2 == LoanStatus::Rejected)
+        .count();
+    assert_eq!(page.items.len(), expected);
+    assert!(
+        page.items
+            .iter()
+            .all(|item| item.status == LoanStatus::Rejected)
+    );
+    assert!(PageRequest::new(None, Some("not-a-cursor")).is_err());
+    assert_eq!(PageRequest::new(Some(1_000), None).unwrap().limit(), 100);
+}
+
+async fn payment_lists_and_lookups_carry_the_loan_and_its_owner(db: Db) {
+    let (ann, bo) = (new_user(&db, "ann").await, new_user(&db, "bo").await);
+    let mut of_ann =
+        Held::apply_for(&db, ann, terms("1000", Currency::USD), date(2024, 1, 15)).await;
+    let mut of_bo = Held::apply_for(&db, bo, terms("1000", Currency::USD), date(2024, 1, 15)).await;
+    for held in [&mut of_ann, &mut of_bo] {
+        held.run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+            .await;
+        for day in 16..=18 {
+            held.run(pay(usd("10"), date(2024, 1, day), None), date(2024, 1, day))
+                .await;
+        }
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = loans::list_payments(
+            &db,
+            PaymentFilter::default(),
+            PageRequest::new(Some(4), cursor.as_deref()).unwrap(),
+        )
+        .await
+        .unwrap();
+        seen.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 6);
+    let by_loan = PaymentFilter {
+        loan_id: Some(of_ann.loan.loan_id()),
+        user_id: None,
+    };
+    let page = loans::list_payments(&db, by_loan, PageRequest::new(None, None).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3);
+    assert!(page.items.iter().all(|item| item.user_id == ann));
+    let by_user = PaymentFilter {
+        loan_id: None,
+        user_id: Some(bo),
+    };
+    let page = loans::list_payments(&db, by_user, PageRequest::new(None, None).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 3);
+    assert!(
+        page.items
+            .iter()
+            .all(|item| item.loan_id == of_bo.loan.loan_id())
+    );
+    let record = &of_bo.loan.payments()[1];
+    let found = loans::get_payment(&db, record.payment_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&found.record, record);
+    assert_eq!((found.loan_id, found.user_id), (of_bo.loan.loan_id(), bo));
+    assert_eq!(found.created_at, noon(date(2024, 1, 17)));
+    let unknown = PaymentId::new(Uuid::now_v7());
+    assert!(loans::get_payment(&db, unknown).await.unwrap().is_none());
+}
+
+async fn only_loans_that_never_moved_money_are_deleted(db: Db) {
+    let user_id = new_user(&db, "fi").await;
+    let pending = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    let mut cancelled = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    cancelled.run(LoanCommand::Cancel, date(2024, 1, 16)).await;
+    let mut approved = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    approved
+        .run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+        .await;
+    for held in [&pending, &cancelled] {
+        let loan_id = held.loan.loan_id();
+        assert_eq!(
+            loans::delete_loan(&db, loan_id).await.unwrap(),
+            DeleteOutcome::Deleted
+        );
+        assert!(held.store.load(loan_id).await.unwrap().is_none());
+        assert_eq!(
+            loans::delete_loan(&db, loan_id).await.unwrap(),
+            DeleteOutcome::NotFound
+        );
+    }
+    assert_eq!(
+        loans::delete_loan(&db, approved.loan.loan_id())
+            .await
+            .unwrap(),
+        DeleteOutcome::Refused {
+            status: LoanStatus::Approved
+        }
+    );
+    approved.assert_stored().await;
+    // The actor of a deleted loan finds it gone: its next commit conflicts.
+    let mut ghost = pending;
+    let error = ghost
+        .try_run(LoanCommand::Cancel, date(2024, 1, 17))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, SeamError::VersionConflict { .. }),
+        "{error:?}"
+    );
+}
+
+async fn concurrent_commits_from_one_version_land_exactly_once(db: Db) {
+    let user_id = new_user(&db, "hal").await;
+    let mut held = Held::apply_for(
+        &db,
+        user_id,
+        terms("1000", Currency::USD),
+        date(2024, 1, 15),
+    )
+    .await;
+    held.run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+        .await;
+    let racers = (0..10).map(|_| {
+        let mut racer = Held {
+            store: held.store.clone(),
+            loan: held.loan.clone(),
+            version: held.version,
+        };
+        tokio::spawn(async move {
+            racer
+                .try_run(pay(usd("1"), date(2024, 1, 20), None), date(2024, 1, 20))
+                .await
+                .map(|_| racer)
+        })
+    });
+    let mut winners = Vec::new();
+    for outcome in futures::future::join_all(racers).await {
+        match outcome.unwrap() {
+            Ok(racer) => winners.push(racer),
+            Err(error) => assert!(
+                matches!(error, SeamError::VersionConflict { .. }),
+                "{error:?}"
+            ),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one commit from version 2 lands");
+    winners[0].assert_stored().await;
+    let loan_id = held.loan.loan_id();
+    assert_eq!(
+        count(
+            &db,
+            "select count(*) from payments where loan_id = $1",
+            loan_id
+        )
+        .await,
+        1
+    );
+    assert_eq!(outbox_payloads(&db, loan_id).await.len(), 3);
+}
