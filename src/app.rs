@@ -12,9 +12,12 @@ use salvo::server::ServerHandle;
 use crate::auth::rate_limit::{EVICTION_INTERVAL, RateLimits};
 use crate::auth::tokens::TokenKeys;
 use crate::bus::BusConnection;
+use crate::clock::Clock;
 use crate::http::{self, state::AppState};
 use crate::settings::Settings;
 use crate::store;
+use crate::store::loans::SqlLoanStore;
+use actors::tree::{LoanTree, TreeConfig};
 
 /// How long in-flight requests may take to finish after a stop signal.
 const GRACEFUL_STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,6 +33,11 @@ pub struct Application {
 impl Application {
     /// Connects the database (migrating it) and the bus, and binds the HTTP port.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// Like [`Application::build`] with a given clock (tests move time with a manual one).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let db = store::connect(&settings).await?;
         let bus = BusConnection::connect(settings.nats_url.as_deref()).await?;
         let acceptor = TcpListener::new(settings.http_addr)
@@ -38,6 +46,12 @@ impl Application {
             .with_context(|| format!("binding HTTP_ADDR {}", settings.http_addr))?;
         let addr = acceptor.local_addr().context("reading the bound address")?;
         let secret = crate::secret::jwt_secret(&settings)?;
+        let tree = LoanTree::start(
+            tree_config(&settings),
+            Arc::new(SqlLoanStore::new(db.clone())),
+        )
+        .await
+        .context("starting the loan actors")?;
         let state = Arc::new(AppState {
             tokens: TokenKeys::new(&secret, settings.access_token_ttl),
             rate_limits: RateLimits::new(
@@ -46,6 +60,8 @@ impl Application {
             ),
             refresh_ttl: chrono::Duration::from_std(settings.refresh_token_ttl)
                 .context("REFRESH_TOKEN_TTL_DAYS is too large")?,
+            tree,
+            clock,
             db,
             bus,
             settings,
@@ -61,6 +77,11 @@ impl Application {
     /// The address actually bound (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The loan actor tree (tests inspect and poke it).
+    pub fn tree(&self) -> &LoanTree {
+        &self.state.tree
     }
 
     /// The connected database (tests look behind the API with it).
@@ -87,10 +108,27 @@ impl Application {
             .await
             .context("HTTP server failed")?;
         housekeeping.abort();
+        tracing::info!("HTTP stopped; draining loan actors");
+        if let Err(error) = self.state.tree.clone().stop().await {
+            tracing::warn!(%error, "loan actors did not drain in time");
+        }
         self.state.bus.close().await;
         self.state.db.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The actor tree's limits from the settings; the rest keep their defaults.
+fn tree_config(settings: &Settings) -> TreeConfig {
+    TreeConfig {
+        idle_timeout: settings.loan_actor_idle,
+        // Sweep often enough that an idle actor goes within 1.5× the idle time.
+        sweep_interval: (settings.loan_actor_idle / 2).min(TreeConfig::default().sweep_interval),
+        call_timeout: settings.actor_call_timeout,
+        max_restarts: settings.actor_restart_limit,
+        restart_window: settings.actor_restart_window,
+        ..TreeConfig::default()
     }
 }
 

@@ -8,6 +8,7 @@ pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod cli;
+pub mod clock;
 pub mod events;
 pub mod healthcheck;
 pub mod http;

@@ -206,7 +206,11 @@ impl Settings {
                 get("ACTOR_CALL_TIMEOUT_MS"),
                 5_000,
             )?)),
-            actor_restart_limit: parse_positive("ACTOR_RESTART_LIMIT", get("ACTOR_RESTART_LIMIT"), 3)?,
+            actor_restart_limit: parse_positive(
+                "ACTOR_RESTART_LIMIT",
+                get("ACTOR_RESTART_LIMIT"),
+                3,
+            )?,
             actor_restart_window: Duration::from_secs(u64::from(parse_positive(
                 "ACTOR_RESTART_WINDOW_SECS",
                 get("ACTOR_RESTART_WINDOW_SECS"),

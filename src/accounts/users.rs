@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{Email, Role, Username};
 use crate::events::envelope;
+use crate::store::page::{Page, PageRequest, into_page};
 use crate::store::{Db, StoreError, Tx, outbox};
 use crate::{with_read_pool, with_tx};
 
@@ -274,15 +275,17 @@ async fn other_active_admins(tx: &mut Tx, id: Uuid) -> Result<usize, StoreError>
     Ok(ids.len())
 }
 
-/// One page of users in id (creation) order, after `after` when given.
-pub async fn list(db: &Db, after: Option<Uuid>, limit: u32) -> Result<Vec<User>, StoreError> {
-    let sql = format!("{SELECT_USER} where ($1 is null or id > $1) order by id limit $2");
+/// One page of users, newest first.
+pub async fn list(db: &Db, page: PageRequest) -> Result<Page<User>, StoreError> {
+    let sql = format!("{SELECT_USER} where ($1 is null or id < $1) order by id desc limit $2");
     let rows: Vec<UserRow> = with_read_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(after)
-        .bind(i64::from(limit))
+        .bind(page.after())
+        .bind(i64::from(page.limit()) + 1)
         .fetch_all(pool)
         .await)?;
-    rows.into_iter()
+    let users = rows
+        .into_iter()
         .map(|row| Credentials::try_from(row).map(|credentials| credentials.user))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(into_page(users, page, |user| user.id))
 }

@@ -4,6 +4,7 @@ mod auth;
 pub mod body;
 mod health;
 pub mod idempotency;
+mod loans;
 pub mod pagination;
 pub mod problem;
 mod profile;
@@ -29,7 +30,8 @@ pub fn service(state: Arc<AppState>) -> Service {
         .hoop(idempotency::idempotent)
         .push(auth::router())
         .push(users::router())
-        .push(profile::router());
+        .push(profile::router())
+        .append(&mut loans::routers());
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))
         .push(Router::with_path("ready").get(health::ready))

@@ -46,6 +46,14 @@ pub enum ApiError {
     /// 503: a dependency (database, bus, an actor) cannot answer right now.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 with a known time to retry.
+    #[error("{detail}")]
+    UnavailableFor {
+        /// What is unavailable.
+        detail: String,
+        /// Seconds until a retry may succeed (sent as `Retry-After`).
+        retry_after_secs: u64,
+    },
     /// 500: a bug or an infrastructure failure; the cause is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -68,7 +76,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::UnavailableFor { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -142,7 +150,11 @@ impl Writer for ApiError {
                 "request failed"
             );
         }
-        if let Self::TooManyRequests { retry_after_secs } = &self {
+        if let Self::TooManyRequests { retry_after_secs }
+        | Self::UnavailableFor {
+            retry_after_secs, ..
+        } = &self
+        {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }

@@ -12,7 +12,6 @@ use crate::settings::Settings;
 use crate::store::Db;
 
 /// Everything handlers need, built once at start.
-#[derive(Debug)]
 pub struct AppState {
     /// The database.
     pub db: Db,
@@ -26,6 +25,10 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// Lifetime of a refresh token.
     pub refresh_ttl: chrono::Duration,
+    /// Where "now" and "today" come from.
+    pub clock: crate::clock::Clock,
+    /// The loan actors: every write to a loan goes through them.
+    pub tree: actors::tree::LoanTree,
 }
 
 /// A hoop that puts the shared state into every request's depot.

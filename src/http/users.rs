@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::body;
-use super::pagination::{Page, PageRequest, path_id};
+use super::pagination::{Page, path_id, store_page};
 use super::problem::ApiError;
 use super::state::app_state;
 use crate::accounts::Role;
@@ -27,6 +27,7 @@ pub fn router() -> Router {
                         .hoop(require_admin)
                         .patch(set_role),
                 )
+                .push(Router::with_path("loans").get(user_loans))
                 .push(
                     Router::with_path("deactivate")
                         .hoop(require_admin)
@@ -88,16 +89,10 @@ async fn list_users(
     depot: &mut Depot,
 ) -> Result<Json<Page<UserBody>>, ApiError> {
     let state = app_state(depot)?;
-    let page = PageRequest::from_query(req)?;
-    let rows = users::list(&state.db, page.after, page.fetch_limit())
+    let page = users::list(&state.db, store_page(req)?)
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(Page::from_rows(
-        rows,
-        page,
-        |user| user.id,
-        UserBody::from,
-    )))
+    Ok(Json(Page::from_store(page, UserBody::from)))
 }
 
 /// One account (the user themself, or staff).
@@ -153,4 +148,26 @@ async fn deactivate(req: &mut Request, depot: &mut Depot) -> Result<Json<UserBod
         .await
         .map_err(ApiError::internal)?;
     change_result(change)
+}
+
+/// A user's loans (the user themself, or staff).
+#[endpoint(
+    tags("users"),
+    parameters(
+        ("id" = Uuid, Path, description = "User id"),
+        ("status" = Option<String>, Query, description = "Only loans in this status"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1-100 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    status_codes(200, 400, 401, 404),
+    security(("bearer" = []))
+)]
+async fn user_loans(
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<Json<super::loans::wire::LoanListBody>, ApiError> {
+    let principal = Principal::of(depot)?;
+    let id = path_id(req, "id", "user")?;
+    principal.ensure_owner_or_staff(id, "user")?;
+    super::loans::list_for(req, depot, Some(id)).await
 }

@@ -8,6 +8,7 @@ mod connect;
 pub mod idempotency;
 pub mod loans;
 pub mod outbox;
+pub mod page;
 mod tx;
 
 pub use connect::{connect, migrate};

@@ -22,6 +22,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The app's database, for assertions that look behind the API.
     pub db: Db,
+    /// The app's loan actors.
+    pub tree: actors::tree::LoanTree,
+    /// The app's clock (manual: tests move it).
+    pub clock: loan_tracker::clock::Clock,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _data_dir: TempDir,
@@ -84,14 +88,23 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`] with extra settings.
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_at(chrono::Utc::now(), extra).await
+}
+
+/// Like [`spawn_app_with`] with the app's clock stopped at `start`.
+pub async fn spawn_app_at(start: chrono::DateTime<chrono::Utc>, extra: &[(&str, &str)]) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         loan_tracker::telemetry::init(loan_tracker::settings::LogFormat::Text);
     }
     let data_dir = TempDir::new().expect("temp dir");
     let settings = test_settings(&data_dir, extra).await;
-    let app = Application::build(settings).await.expect("app builds");
+    let clock = loan_tracker::clock::Clock::manual(start);
+    let app = Application::build_with_clock(settings, clock.clone())
+        .await
+        .expect("app builds");
     let addr = app.addr();
     let db = app.db().clone();
+    let tree = app.tree().clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -100,6 +113,8 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         addr,
         client: reqwest::Client::new(),
         db,
+        tree,
+        clock,
         stop: Some(stop),
         server: Some(server),
         _data_dir: data_dir,
@@ -267,3 +282,22 @@ macro_rules! conformance {
     };
 }
 pub(crate) use conformance;
+
+/// Polls `check` until it returns `Some`, or panics after `deadline`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -8,7 +8,8 @@ use std::collections::HashSet;
 use actors::core::{Currency, LoanCommand, LoanId, LoanStatus, Money, PaymentId};
 use actors::store::{LoanCommit, LoanStore, StoreError as SeamError};
 use loan_tracker::store::Db;
-use loan_tracker::store::loans::{self, DeleteOutcome, LoanFilter, PageRequest, PaymentFilter};
+use loan_tracker::store::loans::{self, DeleteOutcome, LoanFilter, PaymentFilter};
+use loan_tracker::store::page::PageRequest;
 use uuid::Uuid;
 
 use self::support::{

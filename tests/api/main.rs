@@ -9,5 +9,6 @@ mod edge;
 mod helpers;
 mod idempotency;
 mod loan_store;
+mod loans;
 mod migrations;
 mod store;

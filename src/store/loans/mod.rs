@@ -12,8 +12,7 @@ mod rows;
 mod write;
 
 pub use queries::{
-    Cursor, DEFAULT_PAGE_LIMIT, DeleteOutcome, InvalidCursor, LoanFilter, LoanSummary,
-    MAX_PAGE_LIMIT, Page, PageRequest, PaymentFilter, StoredPayment, delete_loan, get_payment,
+    DeleteOutcome, LoanFilter, LoanSummary, PaymentFilter, StoredPayment, delete_loan, get_payment,
     list_loans, list_payments, loan_owner,
 };
 

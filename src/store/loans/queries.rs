@@ -7,75 +7,12 @@ use actors::core::{
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::AssertSqlSafe;
-use thiserror::Error;
 use uuid::Uuid;
 
 use super::rows::{LOAN_COLUMNS, LoanRow, PAYMENT_COLUMNS, PaymentRow, currency_of, money};
+use crate::store::page::{Page, PageRequest, into_page};
 use crate::store::{Db, StoreError};
 use crate::{with_pool, with_read_pool};
-
-/// Page size when the client gives none (SPEC §4).
-pub const DEFAULT_PAGE_LIMIT: u32 = 50;
-/// Largest page a client may ask for (SPEC §4).
-pub const MAX_PAGE_LIMIT: u32 = 100;
-
-/// The `?cursor=` text did not come from us.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid cursor")]
-pub struct InvalidCursor;
-
-/// Where the next page starts: the key of the last item of the previous one.
-/// Ids are UUIDv7, so id order is creation order; pages go newest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor(Uuid);
-
-impl Cursor {
-    /// Parses the opaque text a previous page returned as `next_cursor`.
-    pub fn parse(text: &str) -> Result<Cursor, InvalidCursor> {
-        // 32 hex digits: refuse anything else before the UUID parser sees it.
-        if text.len() != 32 {
-            return Err(InvalidCursor);
-        }
-        Uuid::try_parse(text).map(Cursor).map_err(|_| InvalidCursor)
-    }
-
-    /// The opaque text for `next_cursor`.
-    pub fn encode(self) -> String {
-        self.0.simple().to_string()
-    }
-}
-
-/// Which page of a list: at most `limit` items after `after`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageRequest {
-    limit: u32,
-    after: Option<Cursor>,
-}
-
-impl PageRequest {
-    /// The page of `limit` items (default [`DEFAULT_PAGE_LIMIT`], clamped to
-    /// 1..=[`MAX_PAGE_LIMIT`]) after `cursor` (none: the first page).
-    pub fn new(limit: Option<u32>, cursor: Option<&str>) -> Result<PageRequest, InvalidCursor> {
-        Ok(PageRequest {
-            limit: limit.unwrap_or(DEFAULT_PAGE_LIMIT).clamp(1, MAX_PAGE_LIMIT),
-            after: cursor.map(Cursor::parse).transpose()?,
-        })
-    }
-
-    /// The number of items asked for.
-    pub fn limit(self) -> u32 {
-        self.limit
-    }
-}
-
-/// One page of a list (SPEC §4: `{ items, next_cursor }`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    /// The items, newest first.
-    pub items: Vec<T>,
-    /// Text to pass as `?cursor=` for the next page; `None` on the last page.
-    pub next_cursor: Option<String>,
-}
 
 /// Filters of `GET /loans` (all optional, combined with "and").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -219,18 +156,6 @@ fn where_clause(conditions: &[(&str, bool)]) -> (String, usize) {
     (format!(" where {}", parts.join(" and ")), next)
 }
 
-/// Splits one extra fetched row off into the next cursor.
-fn into_page<T>(mut items: Vec<T>, page: PageRequest, key: impl Fn(&T) -> Uuid) -> Page<T> {
-    let limit = page.limit as usize;
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|item| Cursor(key(item)).encode())
-    } else {
-        None
-    };
-    Page { items, next_cursor }
-}
-
 /// Loans matching `filter`, newest first, one page at a time.
 pub async fn list_loans(
     db: &Db,
@@ -240,7 +165,7 @@ pub async fn list_loans(
     let (conditions, limit_placeholder) = where_clause(&[
         ("user_id =", filter.user_id.is_some()),
         ("status =", filter.status.is_some()),
-        ("id <", page.after.is_some()),
+        ("id <", page.after().is_some()),
     ]);
     let sql = format!(
         "select {LOAN_COLUMNS} from loans{conditions} order by id desc limit ${limit_placeholder}"
@@ -253,10 +178,13 @@ pub async fn list_loans(
         if let Some(status) = filter.status {
             query = query.bind(status.as_str());
         }
-        if let Some(Cursor(after)) = page.after {
+        if let Some(after) = page.after() {
             query = query.bind(after);
         }
-        query.bind(i64::from(page.limit) + 1).fetch_all(pool).await
+        query
+            .bind(i64::from(page.limit()) + 1)
+            .fetch_all(pool)
+            .await
     })?;
     let items = rows
         .into_iter()
@@ -274,7 +202,7 @@ pub async fn list_payments(
     let (conditions, limit_placeholder) = where_clause(&[
         ("p.loan_id =", filter.loan_id.is_some()),
         ("l.user_id =", filter.user_id.is_some()),
-        ("p.id <", page.after.is_some()),
+        ("p.id <", page.after().is_some()),
     ]);
     let sql = format!(
         "select {PAYMENT_COLUMNS} from payments p join loans l on l.id = p.loan_id{conditions} \
@@ -288,10 +216,13 @@ pub async fn list_payments(
         if let Some(user_id) = filter.user_id {
             query = query.bind(user_id.as_uuid());
         }
-        if let Some(Cursor(after)) = page.after {
+        if let Some(after) = page.after() {
             query = query.bind(after);
         }
-        query.bind(i64::from(page.limit) + 1).fetch_all(pool).await
+        query
+            .bind(i64::from(page.limit()) + 1)
+            .fetch_all(pool)
+            .await
     })?;
     let items = rows
         .into_iter()

@@ -1,0 +1,226 @@
+//! Loan commands: apply, approve, reject, cancel, write off, delete.
+
+use actors::core::{
+    Currency, GraceDays, Loan, LoanCommand, LoanId, LoanTerms, Money, Rate, RepaymentMethod,
+    TermMonths, UserId,
+};
+use actors::tree::{Applied, LoanRequest};
+use salvo::prelude::*;
+use uuid::Uuid;
+
+use super::errors::{rejection, tree_failure};
+use super::visible_loan;
+use super::wire::{ApplyRequest, ApproveRequest, LoanBody, Now, RejectRequest};
+use crate::accounts::users;
+use crate::auth::access::Principal;
+use crate::http::body;
+use crate::http::idempotency::IdempotencyKey;
+use crate::http::pagination::path_id;
+use crate::http::problem::ApiError;
+use crate::http::state::{AppState, app_state};
+use crate::store::loans::{DeleteOutcome, delete_loan};
+
+/// Namespace of ids derived from an Idempotency-Key, so a retried request
+/// whose first response was lost reuses the first request's id.
+const IDEMPOTENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c6f_616e_2d74_7261_636b_6572_2d69_6473);
+
+/// A new id, or the one derived from the request's Idempotency-Key.
+pub(super) fn new_id(depot: &Depot, principal: Principal, kind: &str) -> Uuid {
+    match depot.get_typed::<IdempotencyKey>() {
+        Ok(IdempotencyKey(key)) => {
+            let name = format!("{kind}:{}:{key}", principal.user_id);
+            Uuid::new_v5(&IDEMPOTENT_ID_NAMESPACE, name.as_bytes())
+        }
+        Err(_) => Uuid::now_v7(),
+    }
+}
+
+/// Runs `command` through the loan's actor; rejections and failures become problems.
+pub(super) async fn execute(
+    state: &AppState,
+    principal: Principal,
+    loan_id: LoanId,
+    command: LoanCommand,
+    now: Now,
+) -> Result<Applied, ApiError> {
+    let request = LoanRequest {
+        command,
+        today: now.today,
+        now: now.at,
+        actor_id: Some(UserId::new(principal.user_id)),
+    };
+    state
+        .tree
+        .execute(loan_id, request)
+        .await
+        .map_err(tree_failure)?
+        .map_err(rejection)
+}
+
+fn invalid(field: &str, error: impl std::fmt::Display) -> ApiError {
+    ApiError::Unprocessable(format!("{field}: {error}"))
+}
+
+/// Parses an application into terms; every error names its field.
+fn terms(request: &ApplyRequest) -> Result<LoanTerms, ApiError> {
+    let currency = Currency::parse(request.currency.as_deref().unwrap_or("USD"))
+        .map_err(|e| invalid("currency", e))?;
+    let principal =
+        Money::parse_positive(&request.principal, currency).map_err(|e| invalid("principal", e))?;
+    let rate = Rate::parse(&request.annual_interest_rate)
+        .map_err(|e| invalid("annual_interest_rate", e))?;
+    let term = TermMonths::new(request.term_months).map_err(rejection)?;
+    let mut terms = LoanTerms::new(principal, rate, term).map_err(rejection)?;
+    if let Some(method) = &request.repayment_method {
+        terms = terms.with_method(method.parse::<RepaymentMethod>().map_err(rejection)?);
+    }
+    if let Some(late_fee_rate) = &request.late_fee_rate {
+        let rate = Rate::parse(late_fee_rate).map_err(|e| invalid("late_fee_rate", e))?;
+        terms = terms.with_late_fee_rate(rate).map_err(rejection)?;
+    }
+    if let Some(grace_days) = request.grace_days {
+        terms = terms.with_grace_days(GraceDays::new(grace_days).map_err(rejection)?);
+    }
+    terms
+        .with_first_due_date(request.first_due_date)
+        .with_purpose(request.purpose.as_deref())
+        .map_err(rejection)
+}
+
+/// The borrower of an application: the caller, or (staff only) `user_id`.
+async fn borrower(
+    state: &AppState,
+    principal: Principal,
+    requested: Option<Uuid>,
+) -> Result<Uuid, ApiError> {
+    match requested {
+        None => Ok(principal.user_id),
+        Some(id) if id == principal.user_id => Ok(id),
+        Some(_) if !principal.is_staff() => Err(ApiError::Forbidden(
+            "only staff may apply on behalf of another user".into(),
+        )),
+        Some(id) => match users::find_by_id(&state.db, id)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            Some(user) if user.active => Ok(id),
+            _ => Err(ApiError::Unprocessable(
+                "user_id: no active user with this id".into(),
+            )),
+        },
+    }
+}
+
+/// Apply for a loan (for yourself; staff may name `user_id`). Answers the PENDING loan.
+#[endpoint(tags("loans"), request_body = ApplyRequest, status_codes(201, 401, 403, 409, 413, 422, 503), responses((status_code = 201, body = LoanBody)), security(("bearer" = [])))]
+pub async fn apply(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+) -> Result<Json<LoanBody>, ApiError> {
+    let state = app_state(depot)?;
+    let principal = Principal::of(depot)?;
+    let request: ApplyRequest = body::json(req).await?;
+    let terms = terms(&request)?;
+    let owner = borrower(&state, principal, request.user_id).await?;
+    let now = Now::read(&state.clock);
+    let loan_id = LoanId::new(new_id(depot, principal, "loan"));
+    let (loan, _applied) = Loan::apply_for(loan_id, UserId::new(owner), terms, now.today);
+    let applied = state
+        .tree
+        .create(loan, now.at, Some(UserId::new(principal.user_id)))
+        .await
+        .map_err(tree_failure)?
+        .map_err(rejection)?;
+    res.status_code(StatusCode::CREATED);
+    Ok(Json(LoanBody::new(
+        &applied.loan,
+        applied.version,
+        now.today,
+    )))
+}
+
+/// Runs a command on a loan the caller may see and answers the loan after it.
+async fn command_on_visible(
+    req: &mut Request,
+    depot: &Depot,
+    command: impl FnOnce(Now) -> LoanCommand,
+) -> Result<Json<LoanBody>, ApiError> {
+    let state = app_state(depot)?;
+    let principal = Principal::of(depot)?;
+    let loan_id = LoanId::new(path_id(req, "id", "loan")?);
+    visible_loan(&state, principal, loan_id).await?;
+    let now = Now::read(&state.clock);
+    let applied = execute(&state, principal, loan_id, command(now), now).await?;
+    Ok(Json(LoanBody::new(
+        &applied.loan,
+        applied.version,
+        now.today,
+    )))
+}
+
+/// Approve a PENDING loan (staff): the schedule is created from the disbursement date.
+#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), request_body = ApproveRequest, status_codes(200, 401, 403, 404, 409, 422, 503), security(("bearer" = [])))]
+pub async fn approve(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
+    let request: ApproveRequest = body::optional_json(req).await?;
+    command_on_visible(req, depot, |now| LoanCommand::Approve {
+        disbursed_on: request.disbursed_on.unwrap_or(now.today),
+    })
+    .await
+}
+
+/// Reject a PENDING loan (staff).
+#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), request_body = RejectRequest, status_codes(200, 401, 403, 404, 409, 422, 503), security(("bearer" = [])))]
+pub async fn reject(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
+    let request: RejectRequest = body::json(req).await?;
+    command_on_visible(req, depot, |_| LoanCommand::Reject {
+        reason: request.reason,
+    })
+    .await
+}
+
+/// Cancel your own PENDING loan.
+#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), status_codes(200, 401, 403, 404, 409, 503), security(("bearer" = [])))]
+pub async fn cancel(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
+    let state = app_state(depot)?;
+    let principal = Principal::of(depot)?;
+    let loan_id = LoanId::new(path_id(req, "id", "loan")?);
+    let view = visible_loan(&state, principal, loan_id).await?;
+    if view.owner() != UserId::new(principal.user_id) {
+        return Err(ApiError::Forbidden(
+            "only the borrower may cancel an application; staff reject it".into(),
+        ));
+    }
+    command_on_visible(req, depot, |_| LoanCommand::Cancel).await
+}
+
+/// Write off an APPROVED or OVERDUE loan (ADMIN).
+#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), status_codes(200, 401, 403, 404, 409, 503), security(("bearer" = [])))]
+pub async fn write_off(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
+    command_on_visible(req, depot, |_| LoanCommand::WriteOff).await
+}
+
+/// Delete a loan that never moved money (ADMIN): PENDING, REJECTED or CANCELLED only.
+#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), status_codes(204, 401, 403, 404, 409), responses((status_code = 204, description = "Deleted")), security(("bearer" = [])))]
+pub async fn delete(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+) -> Result<(), ApiError> {
+    let state = app_state(depot)?;
+    let loan_id = LoanId::new(path_id(req, "id", "loan")?);
+    match delete_loan(&state.db, loan_id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        DeleteOutcome::Deleted => {
+            res.status_code(StatusCode::NO_CONTENT);
+            Ok(())
+        }
+        DeleteOutcome::NotFound => Err(ApiError::NotFound("loan not found".into())),
+        DeleteOutcome::Refused { status } => Err(ApiError::Conflict(format!(
+            "a {} loan is kept on record; only PENDING, REJECTED or CANCELLED loans without payments can be deleted",
+            status.as_str()
+        ))),
+    }
+}

@@ -1,0 +1,83 @@
+//! Loans and payments: applications, decisions, repayments, reversals.
+//! Every write goes through the loan's actor; reads go to the store.
+
+mod commands;
+mod errors;
+mod payments;
+mod reads;
+pub mod wire;
+
+pub use reads::list_for;
+
+use actors::core::{LoanId, UserId};
+use salvo::prelude::*;
+
+use crate::auth::access::{Principal, require_admin, require_staff, require_user};
+use crate::http::problem::ApiError;
+use crate::http::state::AppState;
+use crate::store::loans::{LoanView, get_loan};
+
+/// The `/loans` and `/payments` routes.
+pub fn routers() -> Vec<Router> {
+    let loans = Router::with_path("loans")
+        .hoop(require_user)
+        .get(reads::list_loans)
+        .post(commands::apply)
+        .push(
+            Router::with_path("{id}")
+                .get(reads::get_loan)
+                .push(Router::new().hoop(require_admin).delete(commands::delete))
+                .push(Router::with_path("schedule").get(reads::schedule))
+                .push(Router::with_path("payoff").get(reads::payoff))
+                .push(
+                    Router::with_path("approve")
+                        .hoop(require_staff)
+                        .post(commands::approve),
+                )
+                .push(
+                    Router::with_path("reject")
+                        .hoop(require_staff)
+                        .post(commands::reject),
+                )
+                .push(Router::with_path("cancel").post(commands::cancel))
+                .push(
+                    Router::with_path("write-off")
+                        .hoop(require_admin)
+                        .post(commands::write_off),
+                )
+                .push(
+                    Router::with_path("payments")
+                        .get(payments::list_for_loan)
+                        .post(payments::pay_loan),
+                ),
+        );
+    let payments = Router::with_path("payments")
+        .hoop(require_user)
+        .get(payments::list)
+        .post(payments::pay)
+        .push(
+            Router::with_path("{id}").get(payments::get).push(
+                Router::with_path("reverse")
+                    .hoop(require_admin)
+                    .post(payments::reverse),
+            ),
+        );
+    vec![loans, payments]
+}
+
+/// The loan `loan_id` if the caller may see it; 404 otherwise (as if it did not exist).
+async fn visible_loan(
+    state: &AppState,
+    principal: Principal,
+    loan_id: LoanId,
+) -> Result<LoanView, ApiError> {
+    let view = get_loan(&state.db, loan_id)
+        .await
+        .map_err(ApiError::internal)?;
+    match view {
+        Some(view) if principal.is_staff() || view.owner() == UserId::new(principal.user_id) => {
+            Ok(view)
+        }
+        _ => Err(ApiError::NotFound("loan not found".into())),
+    }
+}

@@ -1,0 +1,138 @@
+//! Loan reads: list, get, schedule, payoff quote. Served from the store.
+
+use actors::core::{LoanId, LoanStatus, UserId};
+use chrono::NaiveDate;
+use salvo::prelude::*;
+use uuid::Uuid;
+
+use super::errors::rejection;
+use super::visible_loan;
+use super::wire::{InstallmentBody, LoanBody, LoanListBody, Now, PayoffBody, ScheduleBody};
+use crate::auth::access::Principal;
+use crate::http::pagination::{Page, path_id, store_page};
+use crate::http::problem::ApiError;
+use crate::http::state::app_state;
+use crate::store::loans::{self as store, LoanFilter};
+
+fn status_filter(req: &Request) -> Result<Option<LoanStatus>, ApiError> {
+    req.query::<String>("status")
+        .map(|raw| {
+            raw.parse::<LoanStatus>()
+                .map_err(|_| ApiError::BadRequest(format!("status {raw:?} is not a loan status")))
+        })
+        .transpose()
+}
+
+/// Loans: staff see all (filter `user_id`), a USER sees their own.
+#[endpoint(
+    tags("loans"),
+    parameters(
+        ("status" = Option<String>, Query, description = "Only loans in this status"),
+        ("user_id" = Option<Uuid>, Query, description = "Only this borrower's loans (staff)"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1-100 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    status_codes(200, 400, 401),
+    security(("bearer" = []))
+)]
+pub async fn list_loans(
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<Json<LoanListBody>, ApiError> {
+    let principal = Principal::of(depot)?;
+    let requested_user = match req.query::<String>("user_id") {
+        None => None,
+        Some(raw) => Some(
+            Uuid::parse_str(&raw)
+                .map_err(|_| ApiError::BadRequest("user_id is not a UUID".into()))?,
+        ),
+    };
+    let user_id = if principal.is_staff() {
+        requested_user
+    } else {
+        Some(principal.user_id)
+    };
+    list_for(req, depot, user_id).await
+}
+
+/// The loans of one user, as `GET /users/{id}/loans` shows them.
+pub async fn list_for(
+    req: &Request,
+    depot: &Depot,
+    user_id: Option<Uuid>,
+) -> Result<Json<LoanListBody>, ApiError> {
+    let state = app_state(depot)?;
+    let filter = LoanFilter {
+        user_id: user_id.map(UserId::new),
+        status: status_filter(req)?,
+    };
+    let page = store::list_loans(&state.db, filter, store_page(req)?)
+        .await
+        .map_err(ApiError::internal)?;
+    let today = Now::read(&state.clock).today;
+    let mut items = Vec::with_capacity(page.items.len());
+    for summary in page.items {
+        // The list shows exactly what GET /loans/{id} shows, computed by the core.
+        if let Some(view) = store::get_loan(&state.db, summary.loan_id)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            items.push(LoanBody::new(&view.loan, view.version, today));
+        }
+    }
+    Ok(Json(Page {
+        items,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// One loan with its figures as of today.
+#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), status_codes(200, 401, 404), security(("bearer" = [])))]
+pub async fn get_loan(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
+    let state = app_state(depot)?;
+    let loan_id = LoanId::new(path_id(req, "id", "loan")?);
+    let view = visible_loan(&state, Principal::of(depot)?, loan_id).await?;
+    Ok(Json(LoanBody::new(
+        &view.loan,
+        view.version,
+        Now::read(&state.clock).today,
+    )))
+}
+
+/// The installments with what was paid, as of today.
+#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), status_codes(200, 401, 404), security(("bearer" = [])))]
+pub async fn schedule(
+    req: &mut Request,
+    depot: &mut Depot,
+) -> Result<Json<ScheduleBody>, ApiError> {
+    let state = app_state(depot)?;
+    let loan_id = LoanId::new(path_id(req, "id", "loan")?);
+    let view = visible_loan(&state, Principal::of(depot)?, loan_id).await?;
+    let installments = view
+        .loan
+        .installment_views(Now::read(&state.clock).today)
+        .into_iter()
+        .map(InstallmentBody::from)
+        .collect();
+    Ok(Json(ScheduleBody { installments }))
+}
+
+/// The amount that closes the loan on `as_of` (today when omitted).
+#[endpoint(
+    tags("loans"),
+    parameters(("id" = Uuid, Path, description = "Loan id"), ("as_of" = Option<NaiveDate>, Query, description = "Date to quote for (YYYY-MM-DD)")),
+    status_codes(200, 400, 401, 404, 409, 422),
+    security(("bearer" = []))
+)]
+pub async fn payoff(req: &mut Request, depot: &mut Depot) -> Result<Json<PayoffBody>, ApiError> {
+    let state = app_state(depot)?;
+    let loan_id = LoanId::new(path_id(req, "id", "loan")?);
+    let as_of = match req.query::<String>("as_of") {
+        None => Now::read(&state.clock).today,
+        Some(raw) => NaiveDate::parse_from_str(&raw, "%Y-%m-%d")
+            .map_err(|_| ApiError::BadRequest("as_of must be YYYY-MM-DD".into()))?,
+    };
+    let view = visible_loan(&state, Principal::of(depot)?, loan_id).await?;
+    let quote = view.loan.payoff_quote(as_of).map_err(rejection)?;
+    Ok(Json(quote.into()))
+}

@@ -1,0 +1,334 @@
+//! Request and response bodies of the loan and payment routes. Amounts are
+//! strings in major units with the currency's full decimals.
+
+use actors::core::{Allocation, InstallmentView, Loan, LoanFigures, PaymentRecord, PayoffQuote};
+use chrono::{DateTime, NaiveDate, Utc};
+use salvo::oapi::ToSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A loan application.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRequest {
+    /// Amount to borrow, e.g. `"10000.00"`.
+    pub principal: String,
+    /// ISO 4217 code; `USD` when omitted.
+    pub currency: Option<String>,
+    /// Percent per year, e.g. `"12.5"`.
+    pub annual_interest_rate: String,
+    /// 1 to 480.
+    pub term_months: u32,
+    /// `annuity` (default), `equal_principal` or `flat`.
+    pub repayment_method: Option<String>,
+    /// Percent of an installment's unpaid principal and interest; `"3"` when omitted.
+    pub late_fee_rate: Option<String>,
+    /// Days past due before a late fee; 0 when omitted.
+    pub grace_days: Option<u32>,
+    /// First due date; one month after disbursement when omitted.
+    pub first_due_date: Option<NaiveDate>,
+    /// What the loan is for.
+    pub purpose: Option<String>,
+    /// Staff only: the borrower to apply for.
+    pub user_id: Option<Uuid>,
+}
+
+/// Approval options.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// Disbursement date; today when omitted.
+    pub disbursed_on: Option<NaiveDate>,
+}
+
+/// A rejection.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    /// Why, 1 to 500 characters.
+    pub reason: String,
+}
+
+/// A payment on a loan given in the path.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// Amount paid, e.g. `"125.50"`.
+    pub amount: String,
+    /// Date received; today when omitted.
+    pub paid_on: Option<NaiveDate>,
+}
+
+/// A payment naming its loan.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoanPaymentRequest {
+    /// The loan paid.
+    pub loan_id: Uuid,
+    /// Amount paid.
+    pub amount: String,
+    /// Date received; today when omitted.
+    pub paid_on: Option<NaiveDate>,
+}
+
+/// A loan with its derived figures as of today.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoanBody {
+    /// Loan id.
+    pub id: Uuid,
+    /// The borrower.
+    pub user_id: Uuid,
+    /// `PENDING`, `APPROVED`, `OVERDUE`, `PAID`, `REJECTED`, `CANCELLED` or `WRITTEN_OFF`.
+    pub status: String,
+    /// Amount lent.
+    pub principal: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Percent per year.
+    pub annual_interest_rate: String,
+    /// Months.
+    pub term_months: u16,
+    /// `annuity`, `equal_principal` or `flat`.
+    pub repayment_method: String,
+    /// Percent.
+    pub late_fee_rate: String,
+    /// Days.
+    pub grace_days: u16,
+    /// What the loan is for.
+    pub purpose: Option<String>,
+    /// Application date.
+    pub applied_on: NaiveDate,
+    /// Disbursement date, once approved.
+    pub disbursed_on: Option<NaiveDate>,
+    /// Why it was rejected.
+    pub rejection_reason: Option<String>,
+    /// Sum of live payments.
+    pub total_paid: String,
+    /// Principal still owed.
+    pub principal_outstanding: String,
+    /// Scheduled interest still owed.
+    pub interest_outstanding: String,
+    /// Late fees still owed.
+    pub fees_outstanding: String,
+    /// Everything still owed.
+    pub total_outstanding: String,
+    /// Earliest due date of an unpaid installment.
+    pub next_due_date: Option<NaiveDate>,
+    /// Days since the oldest unpaid due date.
+    pub days_past_due: u32,
+    /// Commands applied so far (optimistic-concurrency version).
+    pub version: u64,
+}
+
+impl LoanBody {
+    /// The body of `loan` at `version`, figures as of `today`.
+    pub fn new(loan: &Loan, version: u64, today: NaiveDate) -> Self {
+        let terms = loan.terms();
+        let LoanFigures {
+            status,
+            total_paid,
+            principal_outstanding,
+            interest_outstanding,
+            fees_outstanding,
+            total_outstanding,
+            next_due_date,
+            days_past_due,
+            ..
+        } = loan.figures(today);
+        Self {
+            id: loan.loan_id().as_uuid(),
+            user_id: loan.user_id().as_uuid(),
+            status: status.as_str().to_owned(),
+            principal: terms.principal().to_string(),
+            currency: terms.currency().code().to_owned(),
+            annual_interest_rate: terms.annual_rate().to_string(),
+            term_months: terms.term().get(),
+            repayment_method: terms.method().as_str().to_owned(),
+            late_fee_rate: terms.late_fee_rate().to_string(),
+            grace_days: terms.grace_days().get(),
+            purpose: terms.purpose().map(str::to_owned),
+            applied_on: loan.applied_on(),
+            disbursed_on: loan.disbursed_on(),
+            rejection_reason: loan.rejection_reason().map(str::to_owned),
+            total_paid: total_paid.to_string(),
+            principal_outstanding: principal_outstanding.to_string(),
+            interest_outstanding: interest_outstanding.to_string(),
+            fees_outstanding: fees_outstanding.to_string(),
+            total_outstanding: total_outstanding.to_string(),
+            next_due_date,
+            days_past_due,
+            version,
+        }
+    }
+}
+
+/// Where a payment went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AllocationBody {
+    /// To late fees.
+    pub fee: String,
+    /// To interest.
+    pub interest: String,
+    /// To principal.
+    pub principal: String,
+    /// Interest forgiven because this payment paid the loan off.
+    pub interest_waived: String,
+}
+
+impl From<&Allocation> for AllocationBody {
+    fn from(allocation: &Allocation) -> Self {
+        Self {
+            fee: allocation.fee.to_string(),
+            interest: allocation.interest.to_string(),
+            principal: allocation.principal.to_string(),
+            interest_waived: allocation.interest_waived.to_string(),
+        }
+    }
+}
+
+/// A payment.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentBody {
+    /// Payment id.
+    pub id: Uuid,
+    /// The loan paid.
+    pub loan_id: Uuid,
+    /// Amount received.
+    pub amount: String,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Date received.
+    pub paid_on: NaiveDate,
+    /// External reference (bank or gateway), if any.
+    pub reference: Option<String>,
+    /// Where it went.
+    pub allocation: AllocationBody,
+    /// True once reversed.
+    pub reversed: bool,
+    /// Date of the reversal.
+    pub reversed_on: Option<NaiveDate>,
+}
+
+impl PaymentBody {
+    /// The body of `record` on `loan_id`.
+    pub fn new(loan_id: Uuid, record: &PaymentRecord) -> Self {
+        Self {
+            id: record.payment_id.as_uuid(),
+            loan_id,
+            amount: record.amount.to_string(),
+            currency: record.amount.currency().code().to_owned(),
+            paid_on: record.paid_on,
+            reference: record.reference.clone(),
+            allocation: AllocationBody::from(&record.allocation),
+            reversed: record.reversed_on.is_some(),
+            reversed_on: record.reversed_on,
+        }
+    }
+}
+
+/// A payment with the loan after it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentResult {
+    /// The payment.
+    pub payment: PaymentBody,
+    /// The loan after applying it.
+    pub loan: LoanBody,
+}
+
+/// One row of the schedule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstallmentBody {
+    /// Position, from 1.
+    pub seq: u16,
+    /// Due date.
+    pub due_date: NaiveDate,
+    /// Scheduled principal.
+    pub principal: String,
+    /// Scheduled interest.
+    pub interest: String,
+    /// Late fee assessed.
+    pub fee: String,
+    /// Paid so far (fee, interest and principal).
+    pub paid: String,
+    /// Interest forgiven by an early payoff.
+    pub interest_waived: String,
+    /// `PENDING`, `PARTIAL`, `PAID` or `OVERDUE`.
+    pub status: String,
+}
+
+impl From<InstallmentView> for InstallmentBody {
+    fn from(view: InstallmentView) -> Self {
+        Self {
+            seq: view.seq,
+            due_date: view.due_date,
+            principal: view.principal.to_string(),
+            interest: view.interest.to_string(),
+            fee: view.fee.to_string(),
+            paid: view.paid.to_string(),
+            interest_waived: view.interest_waived.to_string(),
+            status: view.status.as_str().to_owned(),
+        }
+    }
+}
+
+/// The schedule of a loan (empty until approved).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleBody {
+    /// Installments in due order.
+    pub installments: Vec<InstallmentBody>,
+}
+
+/// What closes the loan on a date.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PayoffBody {
+    /// The date quoted for.
+    pub as_of: NaiveDate,
+    /// Principal outstanding.
+    pub principal: String,
+    /// Interest due by then, including the current period's accrued part.
+    pub interest: String,
+    /// Unpaid late fees.
+    pub fees: String,
+    /// The amount that closes the loan.
+    pub total: String,
+    /// Scheduled interest forgiven by paying this.
+    pub interest_waived: String,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+impl From<PayoffQuote> for PayoffBody {
+    fn from(quote: PayoffQuote) -> Self {
+        Self {
+            as_of: quote.as_of,
+            principal: quote.principal.to_string(),
+            interest: quote.interest.to_string(),
+            fees: quote.fees.to_string(),
+            total: quote.total.to_string(),
+            interest_waived: quote.interest_waived.to_string(),
+            currency: quote.total.currency().code().to_owned(),
+        }
+    }
+}
+
+/// A page of loans.
+pub type LoanListBody = crate::http::pagination::Page<LoanBody>;
+
+/// A timestamp helper so every handler reads the clock once.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// The instant.
+    pub at: DateTime<Utc>,
+    /// The business date.
+    pub today: NaiveDate,
+}
+
+impl Now {
+    /// Reads the application's clock once.
+    pub fn read(clock: &crate::clock::Clock) -> Self {
+        Self {
+            at: clock.now(),
+            today: clock.today(),
+        }
+    }
+}
