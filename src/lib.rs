@@ -12,6 +12,8 @@ pub mod clock;
 pub mod events;
 pub mod healthcheck;
 pub mod http;
+pub mod mailer;
+pub mod notifications;
 pub mod secret;
 pub mod settings;
 pub mod store;

@@ -4,5 +4,6 @@
 //! the actor tree and the seams the adapters implement live beside it.
 
 pub mod core;
+pub mod mailer;
 pub mod store;
 pub mod tree;

@@ -5,6 +5,7 @@ pub mod body;
 mod health;
 pub mod idempotency;
 mod loans;
+mod notifications;
 pub mod pagination;
 pub mod problem;
 mod profile;
@@ -31,6 +32,7 @@ pub fn service(state: Arc<AppState>) -> Service {
         .push(auth::router())
         .push(users::router())
         .push(profile::router())
+        .push(notifications::router())
         .append(&mut loans::routers());
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))

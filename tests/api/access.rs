@@ -45,6 +45,8 @@ enum Needs {
     ApprovedLoan,
     /// A payment on an APPROVED loan of the owner.
     Payment,
+    /// An unread notification of the owner.
+    Notification,
 }
 
 /// One route: method, path template, what it needs, and the status each caller expects.
@@ -69,7 +71,7 @@ fn on(needs: Needs, method: Method, path: &'static str, expected: [u16; 5]) -> E
 }
 
 fn matrix() -> Vec<Entry> {
-    use Needs::{ApprovedLoan, Payment, PendingLoan};
+    use Needs::{ApprovedLoan, Notification, Payment, PendingLoan};
     vec![
         entry(
             Method::POST,
@@ -196,6 +198,22 @@ fn matrix() -> Vec<Entry> {
             "/api/v1/payments/{payment}/reverse",
             [401, 403, 403, 403, 200],
         ),
+        entry(
+            Method::GET,
+            "/api/v1/notifications",
+            [401, 200, 200, 200, 200],
+        ),
+        entry(
+            Method::POST,
+            "/api/v1/notifications/read-all",
+            [401, 200, 200, 200, 200],
+        ),
+        on(
+            Notification,
+            Method::POST,
+            "/api/v1/notifications/{notification}/read",
+            [401, 200, 404, 404, 404],
+        ),
     ]
 }
 
@@ -204,12 +222,30 @@ fn matrix() -> Vec<Entry> {
 struct Target {
     loan_id: Option<Uuid>,
     payment_id: Option<Uuid>,
+    notification_id: Option<Uuid>,
 }
 
 /// Creates what `needs` asks for, through the API as the owner and the admin.
 async fn prepare(app: &TestApp, callers: &Callers, needs: Needs) -> Target {
     if needs == Needs::Nothing {
         return Target::default();
+    }
+    if needs == Needs::Notification {
+        let new = loan_tracker::notifications::store::NewNotification {
+            user_id: callers.owner.user_id,
+            event_id: Uuid::now_v7(),
+            kind: "loan.approved".into(),
+            title: "Loan approved".into(),
+            body: "Your loan was approved.".into(),
+        };
+        let stored =
+            loan_tracker::notifications::store::insert_once(&app.db, &new, chrono::Utc::now())
+                .await
+                .unwrap();
+        return Target {
+            notification_id: stored.map(|n| n.id),
+            ..Target::default()
+        };
     }
     let loan = json!({"principal": "1200.00", "annual_interest_rate": "12", "term_months": 12});
     let created: Value = app
@@ -222,7 +258,7 @@ async fn prepare(app: &TestApp, callers: &Callers, needs: Needs) -> Target {
     if needs == Needs::PendingLoan {
         return Target {
             loan_id: Some(loan_id),
-            payment_id: None,
+            ..Target::default()
         };
     }
     let approve_path = format!("/api/v1/loans/{loan_id}/approve");
@@ -233,7 +269,7 @@ async fn prepare(app: &TestApp, callers: &Callers, needs: Needs) -> Target {
     if needs == Needs::ApprovedLoan {
         return Target {
             loan_id: Some(loan_id),
-            payment_id: None,
+            ..Target::default()
         };
     }
     let pay_path = format!("/api/v1/loans/{loan_id}/payments");
@@ -250,6 +286,7 @@ async fn prepare(app: &TestApp, callers: &Callers, needs: Needs) -> Target {
     Target {
         loan_id: Some(loan_id),
         payment_id: Some(paid["payment"]["id"].as_str().unwrap().parse().unwrap()),
+        notification_id: None,
     }
 }
 
@@ -309,6 +346,7 @@ fn concrete(path: &str, callers: &Callers, target: &Target) -> String {
         .replace("{user_id}", &user.user_id.to_string())
         .replace("{loan}", &text(target.loan_id))
         .replace("{payment}", &text(target.payment_id))
+        .replace("{notification}", &text(target.notification_id))
 }
 
 /// (METHOD, path template) of every operation `/openapi.json` describes.
@@ -355,7 +393,8 @@ async fn every_route_answers_each_caller_as_the_rules_say() {
                 e.method.to_string(),
                 e.path
                     .replace("{loan}", "{id}")
-                    .replace("{payment}", "{id}"),
+                    .replace("{payment}", "{id}")
+                    .replace("{notification}", "{id}"),
             )
         })
         .collect();

@@ -11,4 +11,5 @@ mod idempotency;
 mod loan_store;
 mod loans;
 mod migrations;
+mod notifications;
 mod store;

@@ -1,0 +1,189 @@
+//! The notifications table.
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::store::page::{Page, PageRequest, into_page};
+use crate::store::{Db, StoreError};
+use crate::{with_pool, with_read_pool};
+
+/// A notification as stored and shown.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct Notification {
+    /// Id (UUIDv7).
+    pub id: Uuid,
+    /// The recipient.
+    pub user_id: Uuid,
+    /// What caused it.
+    pub event_id: Uuid,
+    /// Kind, e.g. `payment.received`.
+    pub kind: String,
+    /// Short title.
+    pub title: String,
+    /// Full text.
+    pub body: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When the user read it.
+    pub read_at: Option<DateTime<Utc>>,
+    /// E-mail delivery state: `pending`, `sent`, `failed`, `skipped`.
+    pub email_status: String,
+    /// Delivery attempts so far.
+    pub email_attempts: i32,
+}
+
+const COLUMNS: &str =
+    "id, user_id, event_id, kind, title, body, created_at, read_at, email_status, email_attempts";
+
+/// A notification to create.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    /// The recipient.
+    pub user_id: Uuid,
+    /// The event or reminder key; (event_id, kind) is unique.
+    pub event_id: Uuid,
+    /// Kind.
+    pub kind: String,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+}
+
+/// Inserts the notification unless one exists for (event_id, kind).
+/// Returns the new row, or `None` if it was already there.
+pub async fn insert_once(
+    db: &Db,
+    new: &NewNotification,
+    now: DateTime<Utc>,
+) -> Result<Option<Notification>, StoreError> {
+    let id = Uuid::now_v7();
+    let inserted = with_pool!(db, |pool| {
+        sqlx::query(
+        "insert into notifications (id, user_id, event_id, kind, title, body, created_at, email_status) \
+         values ($1, $2, $3, $4, $5, $6, $7, 'pending') on conflict (event_id, kind) do nothing"
+    )
+    .bind(id)
+    .bind(new.user_id)
+    .bind(new.event_id)
+    .bind(&new.kind)
+    .bind(&new.title)
+    .bind(&new.body)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected())
+    })?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Notification {
+        id,
+        user_id: new.user_id,
+        event_id: new.event_id,
+        kind: new.kind.clone(),
+        title: new.title.clone(),
+        body: new.body.clone(),
+        created_at: now,
+        read_at: None,
+        email_status: "pending".into(),
+        email_attempts: 0,
+    }))
+}
+
+/// Records the outcome of an e-mail attempt.
+pub async fn record_email(
+    db: &Db,
+    id: Uuid,
+    status: &str,
+    attempts: i32,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    with_pool!(db, |pool| {
+        sqlx::query(
+        "update notifications set email_status = $1, email_attempts = $2, email_error = $3 where id = $4"
+    )
+    .bind(status)
+    .bind(attempts)
+    .bind(error)
+    .bind(id)
+    .execute(pool)
+    .await
+    .map(drop)
+    })?;
+    Ok(())
+}
+
+/// Notifications whose e-mail is still pending (e.g. after a crash), oldest first.
+pub async fn pending_email(db: &Db, limit: u32) -> Result<Vec<Notification>, StoreError> {
+    let sql = format!(
+        "select {COLUMNS} from notifications where email_status = 'pending' order by created_at limit $1"
+    );
+    Ok(with_read_pool!(db, |pool| sqlx::query_as(
+        sqlx::AssertSqlSafe(sql)
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await)?)
+}
+
+/// One page of a user's notifications, newest first; only unread ones when asked.
+pub async fn list(
+    db: &Db,
+    user_id: Uuid,
+    unread_only: bool,
+    page: PageRequest,
+) -> Result<Page<Notification>, StoreError> {
+    let sql = format!(
+        "select {COLUMNS} from notifications where user_id = $1 and ($2 = false or read_at is null) \
+         and ($3 is null or id < $3) order by id desc limit $4"
+    );
+    let rows: Vec<Notification> =
+        with_read_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(user_id)
+            .bind(unread_only)
+            .bind(page.after())
+            .bind(i64::from(page.limit()) + 1)
+            .fetch_all(pool)
+            .await)?;
+    Ok(into_page(rows, page, |row| row.id))
+}
+
+/// Marks one of the user's notifications read; `None` if it is not theirs.
+pub async fn mark_read(
+    db: &Db,
+    user_id: Uuid,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<Notification>, StoreError> {
+    with_pool!(db, |pool| sqlx::query(
+        "update notifications set read_at = $1 where id = $2 and user_id = $3 and read_at is null"
+    )
+    .bind(now)
+    .bind(id)
+    .bind(user_id)
+    .execute(pool)
+    .await
+    .map(drop))?;
+    let sql = format!("select {COLUMNS} from notifications where id = $1 and user_id = $2");
+    Ok(with_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+        sql
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await)?)
+}
+
+/// Marks every unread notification of the user read; returns how many.
+pub async fn mark_all_read(db: &Db, user_id: Uuid, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    Ok(with_pool!(db, |pool| sqlx::query(
+        "update notifications set read_at = $1 where user_id = $2 and read_at is null"
+    )
+    .bind(now)
+    .bind(user_id)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()))?)
+}
