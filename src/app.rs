@@ -9,9 +9,12 @@ use salvo::conn::TcpListener;
 use salvo::prelude::*;
 use salvo::server::ServerHandle;
 
+use crate::audit::consumer::AuditConsumer;
 use crate::auth::rate_limit::{EVICTION_INTERVAL, RateLimits};
 use crate::auth::tokens::TokenKeys;
 use crate::bus::BusConnection;
+use crate::bus::consumer::ConsumerTask;
+use crate::bus::relay::Relay;
 use crate::clock::Clock;
 use crate::http::{self, state::AppState};
 use crate::settings::Settings;
@@ -39,7 +42,11 @@ impl Application {
     /// Like [`Application::build`] with a given clock (tests move time with a manual one).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         let db = store::connect(&settings).await?;
-        let bus = BusConnection::connect(settings.nats_url.as_deref()).await?;
+        let bus = BusConnection::connect(
+            settings.nats_url.as_deref(),
+            settings.nats_namespace.as_deref(),
+        )
+        .await?;
         let acceptor = TcpListener::new(settings.http_addr)
             .try_bind()
             .await
@@ -89,20 +96,27 @@ impl Application {
         &self.state.db
     }
 
+    /// The event bus (tests publish and inspect through it).
+    pub fn bus(&self) -> &BusConnection {
+        &self.state.bus
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight
-    /// requests finish, and closes the bus and the database.
+    /// requests finish, flushes the outbox, drains the consumers, and closes
+    /// the bus and the database.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let handle: ServerHandle = self.server.handle();
+        let events = EventFlow::start(&self.state).await;
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             handle.stop_graceful(GRACEFUL_STOP_TIMEOUT);
         });
-        tracing::info!(addr = %self.addr, database = self.state.db.backend(), bus = self.state.bus.kind(), "serving");
+        tracing::info!(addr = %self.addr, database = self.state.db.backend(), bus = actors::bus::Bus::kind(&self.state.bus), "serving");
         self.server
             .try_serve(self.service)
             .await
@@ -112,6 +126,8 @@ impl Application {
         if let Err(error) = self.state.tree.clone().stop().await {
             tracing::warn!(%error, "loan actors did not drain in time");
         }
+        // After the actors: their last commits' events are in the outbox.
+        events.stop().await;
         self.state.bus.close().await;
         self.state.db.close().await;
         tracing::info!("stopped");
@@ -129,6 +145,35 @@ fn tree_config(settings: &Settings) -> TreeConfig {
         max_restarts: settings.actor_restart_limit,
         restart_window: settings.actor_restart_window,
         ..TreeConfig::default()
+    }
+}
+
+/// The background side of the bus: the consumers and the outbox relay.
+struct EventFlow {
+    relay: Relay,
+    audit: ConsumerTask,
+}
+
+impl EventFlow {
+    /// Consumers first, so an in-process consumer is registered before the
+    /// relay publishes anything.
+    async fn start(state: &AppState) -> Self {
+        let bus = state.bus.as_bus();
+        let audit = ConsumerTask::start(
+            bus.clone(),
+            crate::bus::definitions::consumer(crate::audit::consumer::CONSUMER_NAME),
+            Arc::new(AuditConsumer::new(state.db.clone())),
+        )
+        .await;
+        let relay = Relay::start(state.db.clone(), bus);
+        Self { relay, audit }
+    }
+
+    /// Flushes the outbox while the consumers still run (the in-process bus
+    /// needs them to accept), then drains the consumers.
+    async fn stop(self) {
+        self.relay.stop().await;
+        self.audit.stop().await;
     }
 }
 

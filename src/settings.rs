@@ -88,6 +88,10 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// NATS server URL (`NATS_URL`); `None` selects the in-process bus.
     pub nats_url: Option<String>,
+    /// Prefix for NATS stream, consumer and subject names (`NATS_NAMESPACE`),
+    /// so several deployments (or test runs) can share one NATS server;
+    /// `None` uses the names of SPEC §5 as they are.
+    pub nats_namespace: Option<String>,
     /// SMTP server URL (`SMTP_URL`); `None` writes `.eml` files under `DATA_DIR/mail`.
     pub smtp_url: Option<String>,
     /// Sender address of every e-mail (`MAIL_FROM`).
@@ -175,6 +179,9 @@ impl Settings {
             )?,
             nats_url: get("NATS_URL")
                 .map(|url| parse_scheme("NATS_URL", url, &["nats", "tls"]))
+                .transpose()?,
+            nats_namespace: get("NATS_NAMESPACE")
+                .map(parse_nats_namespace)
                 .transpose()?,
             smtp_url: get("SMTP_URL")
                 .map(|url| parse_scheme("SMTP_URL", url, &["smtp", "smtps"]))
@@ -310,6 +317,24 @@ fn parse_scheme(
     Ok(url)
 }
 
+/// Longest `NATS_NAMESPACE`: stream names must stay well under NATS's limits.
+const MAX_NATS_NAMESPACE_CHARS: usize = 32;
+
+fn parse_nats_namespace(raw: String) -> Result<String, SettingsError> {
+    let valid = raw.len() <= MAX_NATS_NAMESPACE_CHARS
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(raw)
+    } else {
+        Err(invalid(
+            "NATS_NAMESPACE",
+            format!("{raw:?}: up to {MAX_NATS_NAMESPACE_CHARS} letters, digits, '_' or '-'"),
+        ))
+    }
+}
+
 fn parse_mail_from(raw: Option<String>) -> Result<String, SettingsError> {
     let value = raw.unwrap_or_else(|| "loan-tracker <no-reply@loan-tracker.localhost>".to_owned());
     value
@@ -373,6 +398,7 @@ mod tests {
             ("HTTP_ADDR", "nowhere"),
             ("DATABASE_URL", "mysql://x/y"),
             ("NATS_URL", "http://x"),
+            ("NATS_NAMESPACE", "a.b"),
             ("SMTP_URL", "smtp://"),
             ("LOG_FORMAT", "yaml"),
             ("DB_MAX_CONNECTIONS", "0"),

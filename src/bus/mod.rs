@@ -1,16 +1,30 @@
-//! The event bus connection: NATS JetStream when `NATS_URL` is set, else in-process.
+//! The event bus: NATS JetStream when `NATS_URL` is set, else in-process;
+//! the outbox relay that feeds it and the runner of durable consumers.
 
+pub mod backoff;
+pub mod consumer;
+pub mod definitions;
+mod in_process;
+pub mod nats;
+pub mod relay;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use actors::bus::{Bus, BusError, ConsumerSpec, OutgoingMessage, Subscription};
+use actors::store::BoxFuture;
 use thiserror::Error;
+
+pub use in_process::InProcessBus;
+pub use nats::{Namespace, NatsBus};
 
 /// How long start-up waits for a first NATS connection before carrying on
 /// (the client keeps reconnecting in the background; `/ready` reports it).
 const NATS_FIRST_CONNECT_WAIT: Duration = Duration::from_secs(5);
 
-/// Failure of the bus adapter.
+/// Failure to set the bus up at start.
 #[derive(Debug, Error)]
-pub enum BusError {
+pub enum ConnectError {
     /// The NATS URL could not be used.
     #[error("connecting to NATS at {target}: {cause}")]
     Connect {
@@ -19,25 +33,26 @@ pub enum BusError {
         /// What the client said.
         cause: String,
     },
-    /// The bus is not connected right now.
-    #[error("{0}")]
-    NotConnected(String),
 }
 
-/// A live connection to the bus.
+/// The bus this process uses; cheap to clone.
 #[derive(Debug, Clone)]
 pub enum BusConnection {
     /// Events stay inside this process.
-    InProcess,
-    /// A NATS client (JetStream is reached through it).
-    Nats(async_nats::Client),
+    InProcess(Arc<InProcessBus>),
+    /// NATS JetStream.
+    Nats(Arc<NatsBus>),
 }
 
 impl BusConnection {
-    /// Connects as the settings say; NATS keeps retrying in the background.
-    pub async fn connect(nats_url: Option<&str>) -> Result<Self, BusError> {
+    /// Connects as the settings say; NATS keeps retrying in the background,
+    /// and streams are created once the server answers.
+    pub async fn connect(
+        nats_url: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<Self, ConnectError> {
         let Some(url) = nats_url else {
-            return Ok(Self::InProcess);
+            return Ok(Self::InProcess(Arc::default()));
         };
         let target = redact(url);
         let client = async_nats::ConnectOptions::new()
@@ -45,7 +60,7 @@ impl BusConnection {
             .name("loan-tracker")
             .connect(url)
             .await
-            .map_err(|error| BusError::Connect {
+            .map_err(|error| ConnectError::Connect {
                 target: target.clone(),
                 cause: error.to_string(),
             })?;
@@ -58,36 +73,59 @@ impl BusConnection {
         if client.connection_state() != async_nats::connection::State::Connected {
             tracing::warn!(%target, "NATS not reachable yet; continuing, the client keeps retrying");
         }
-        Ok(Self::Nats(client))
+        Ok(Self::Nats(Arc::new(NatsBus::new(
+            client,
+            Namespace::new(namespace),
+        ))))
     }
 
-    /// Name of the bus, for logs and `/ready`.
-    pub fn kind(&self) -> &'static str {
+    /// The bus as the trait the relay and the consumers use.
+    pub fn as_bus(&self) -> Arc<dyn Bus> {
+        Arc::new(self.clone())
+    }
+
+    /// Flushes pending publishes and acks before the process exits.
+    pub async fn close(&self) {
+        if let Self::Nats(nats) = self
+            && let Err(error) = nats.client().flush().await
+        {
+            tracing::warn!(%error, "flushing NATS on shutdown failed");
+        }
+    }
+}
+
+impl Bus for BusConnection {
+    fn kind(&self) -> &'static str {
         match self {
-            Self::InProcess => "in-process",
+            Self::InProcess(_) => "in-process",
             Self::Nats(_) => "nats",
         }
     }
 
-    /// `Ok` when events can be published right now.
-    pub fn check_ready(&self) -> Result<(), BusError> {
+    fn check_ready(&self) -> Result<(), BusError> {
         match self {
-            Self::InProcess => Ok(()),
-            Self::Nats(client) => match client.connection_state() {
-                async_nats::connection::State::Connected => Ok(()),
-                state => Err(BusError::NotConnected(format!(
-                    "connection state {state:?}"
-                ))),
-            },
+            Self::InProcess(_) => Ok(()),
+            Self::Nats(nats) => nats.check_ready(),
         }
     }
 
-    /// Flushes pending publishes before the process exits.
-    pub async fn close(&self) {
-        if let Self::Nats(client) = self
-            && let Err(error) = client.flush().await
-        {
-            tracing::warn!(%error, "flushing NATS on shutdown failed");
+    fn publish(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<(), BusError>> {
+        match self {
+            Self::InProcess(bus) => Box::pin(bus.publish(message)),
+            Self::Nats(nats) => Box::pin(nats.publish(message)),
+        }
+    }
+
+    fn subscribe(
+        &self,
+        spec: ConsumerSpec,
+    ) -> BoxFuture<'_, Result<Box<dyn Subscription>, BusError>> {
+        match self {
+            Self::InProcess(bus) => {
+                let subscription = bus.subscribe(spec);
+                Box::pin(async move { Ok(subscription) })
+            }
+            Self::Nats(nats) => Box::pin(nats.subscribe(spec)),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Liveness and readiness.
 
+use actors::bus::Bus;
 use salvo::prelude::*;
 use serde_json::json;
 

@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, error rendering, request logging.
 
+mod audit;
 mod auth;
 pub mod body;
 mod health;
@@ -33,6 +34,7 @@ pub fn service(state: Arc<AppState>) -> Service {
         .push(users::router())
         .push(profile::router())
         .push(notifications::router())
+        .push(audit::router())
         .append(&mut loans::routers());
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{StoreError, Tx};
-use crate::with_tx;
+use super::{Db, StoreError, Tx};
+use crate::{with_pool, with_read_pool, with_tx};
 
 /// One event to publish, written in the transaction of the change it describes.
 #[derive(Debug, Clone)]
@@ -38,4 +38,167 @@ pub async fn insert(tx: &mut Tx, event: &OutboxEvent) -> Result<(), StoreError> 
     .map(drop)
     })?;
     Ok(())
+}
+
+/// An outbox row not yet acknowledged by the bus.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    /// Position in the outbox; commit order within one aggregate.
+    pub seq: i64,
+    /// The `Nats-Msg-Id`.
+    pub event_id: Uuid,
+    /// Full subject.
+    pub subject: String,
+    /// The loan or user the event is about.
+    pub aggregate_id: Uuid,
+    /// The JSON message.
+    pub payload: serde_json::Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    seq: i64,
+    event_id: Uuid,
+    subject: String,
+    aggregate_id: Uuid,
+    payload: Json<serde_json::Value>,
+}
+
+impl From<PendingRow> for PendingEvent {
+    fn from(row: PendingRow) -> Self {
+        Self {
+            seq: row.seq,
+            event_id: row.event_id,
+            subject: row.subject,
+            aggregate_id: row.aggregate_id,
+            payload: row.payload.0,
+        }
+    }
+}
+
+/// Up to `limit` unpublished rows, oldest first, without claiming them
+/// (SQLite: the process's only relay is the only one reading them).
+pub async fn unpublished(db: &Db, limit: u32) -> Result<Vec<PendingEvent>, StoreError> {
+    let rows: Vec<PendingRow> = with_pool!(db, |pool| sqlx::query_as(
+        "select seq, event_id, subject, aggregate_id, payload from outbox \
+         where published_at is null order by seq limit $1"
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows.into_iter().map(PendingEvent::from).collect())
+}
+
+/// Stamps one row as acknowledged by the bus (outside any transaction).
+pub async fn mark_published(db: &Db, seq: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    with_pool!(db, |pool| sqlx::query(
+        "update outbox set published_at = $1 where seq = $2 and published_at is null"
+    )
+    .bind(now)
+    .bind(seq)
+    .execute(pool)
+    .await
+    .map(drop))?;
+    Ok(())
+}
+
+/// PostgreSQL: locks up to `limit` unpublished rows no other relay holds
+/// (`for update skip locked`) and returns those it may publish now, in
+/// `seq` order: for each aggregate, only the unbroken run of its oldest
+/// unpublished rows. A row of the same aggregate held by another relay (or
+/// not yet visible) ends the run, so per-aggregate order survives several
+/// relays. The locks last until `tx` ends.
+pub async fn claim(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    limit: u32,
+) -> Result<Vec<PendingEvent>, StoreError> {
+    let claimed: Vec<PendingRow> = sqlx::query_as(
+        "select seq, event_id, subject, aggregate_id, payload from outbox \
+         where published_at is null order by seq limit $1 for update skip locked",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&mut **tx)
+    .await?;
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let aggregates: Vec<Uuid> = claimed.iter().map(|row| row.aggregate_id).collect();
+    // A plain read: it does not wait for rows other relays have locked.
+    let unpublished: Vec<(i64, Uuid)> = sqlx::query_as(
+        "select seq, aggregate_id from outbox \
+         where published_at is null and aggregate_id = any($1) order by seq",
+    )
+    .bind(&aggregates)
+    .fetch_all(&mut **tx)
+    .await?;
+    let publishable = publishable_runs(
+        &claimed.iter().map(|row| row.seq).collect::<Vec<_>>(),
+        &unpublished,
+    );
+    Ok(claimed
+        .into_iter()
+        .filter(|row| publishable.contains(&row.seq))
+        .map(PendingEvent::from)
+        .collect())
+}
+
+/// The claimed seqs that start each aggregate's unpublished rows without a gap.
+fn publishable_runs(claimed: &[i64], unpublished: &[(i64, Uuid)]) -> Vec<i64> {
+    let claimed: std::collections::HashSet<i64> = claimed.iter().copied().collect();
+    let mut broken: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    let mut publishable = Vec::new();
+    for (seq, aggregate) in unpublished {
+        if broken.contains(aggregate) {
+            continue;
+        }
+        if claimed.contains(seq) {
+            publishable.push(*seq);
+        } else {
+            broken.insert(*aggregate);
+        }
+    }
+    publishable
+}
+
+/// PostgreSQL: stamps a claimed row inside the claiming transaction.
+pub async fn mark_claimed_published(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    seq: i64,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("update outbox set published_at = $1 where seq = $2")
+        .bind(now)
+        .bind(seq)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Rows the relay has not published yet (for `/ready` details and tests).
+pub async fn unpublished_count(db: &Db) -> Result<i64, StoreError> {
+    let count: i64 = with_read_pool!(db, |pool| sqlx::query_scalar(
+        "select count(*) from outbox where published_at is null"
+    )
+    .fetch_one(pool)
+    .await)?;
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::publishable_runs;
+    use uuid::Uuid;
+
+    #[test]
+    fn a_row_held_elsewhere_stops_its_aggregate_but_not_the_others() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        // a: 1 (ours), 2 (another relay's), 4 (ours); b: 3, 5 (ours).
+        let unpublished = [(1, a), (2, a), (3, b), (4, a), (5, b)];
+        assert_eq!(publishable_runs(&[1, 3, 4, 5], &unpublished), vec![1, 3, 5]);
+        // Another relay holds a's oldest row: nothing of a may go first.
+        assert_eq!(
+            publishable_runs(&[2, 4], &[(1, a), (2, a), (4, a)]),
+            Vec::<i64>::new()
+        );
+    }
 }

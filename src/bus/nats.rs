@@ -1,0 +1,292 @@
+//! The NATS JetStream adapter: streams and consumers from `nats/`, publishes
+//! with `Nats-Msg-Id` that wait for the server's ack, pull consumers.
+
+use std::time::Duration;
+
+use actors::bus::{
+    Acker, BusError, ConsumerSpec, Delivery, OutgoingMessage, Settlement, Subscription,
+};
+use actors::store::BoxFuture;
+use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
+use futures::StreamExt;
+use tokio::sync::Mutex;
+
+use super::definitions::{self, Discard, Storage, StreamDefinition};
+
+/// Longest wait for the server's ack of one publish.
+const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages asked for in one pull request.
+const PULL_BATCH: usize = 64;
+/// How long one pull request waits for messages on an idle stream.
+const PULL_EXPIRES: Duration = Duration::from_secs(2);
+/// Client-side bound on one pull wait, beyond `PULL_EXPIRES`, when the server is gone.
+const PULL_GRACE: Duration = Duration::from_secs(5);
+
+/// Names on the server: the logical names with the namespace in front.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace(Option<String>);
+
+impl Namespace {
+    /// `None` or an empty string: the names of SPEC §5 as they are.
+    pub fn new(prefix: Option<&str>) -> Self {
+        Self(prefix.filter(|p| !p.is_empty()).map(str::to_owned))
+    }
+
+    /// Stream or durable name on the server (`<ns>_LOAN_EVENTS`).
+    pub fn name(&self, logical: &str) -> String {
+        match &self.0 {
+            Some(prefix) => format!("{prefix}_{logical}"),
+            None => logical.to_owned(),
+        }
+    }
+
+    /// Subject on the server (`<ns>.loans.events.…`).
+    pub fn subject(&self, logical: &str) -> String {
+        match &self.0 {
+            Some(prefix) => format!("{prefix}.{logical}"),
+            None => logical.to_owned(),
+        }
+    }
+
+    /// The logical subject of a subject seen on the server.
+    pub fn logical_subject<'a>(&self, subject: &'a str) -> &'a str {
+        match &self.0 {
+            Some(prefix) => subject
+                .strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.strip_prefix('.'))
+                .unwrap_or(subject),
+            None => subject,
+        }
+    }
+}
+
+/// The JetStream bus.
+#[derive(Debug)]
+pub struct NatsBus {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    namespace: Namespace,
+    /// True once every stream exists with its current definition; reset
+    /// when a publish fails, so a server that lost its state gets them back.
+    streams_ready: Mutex<bool>,
+}
+
+impl NatsBus {
+    /// Wraps a connected (or still connecting) client.
+    pub fn new(client: async_nats::Client, namespace: Namespace) -> Self {
+        let mut jetstream = jetstream::new(client.clone());
+        jetstream.set_timeout(PUBLISH_ACK_TIMEOUT);
+        Self {
+            client,
+            jetstream,
+            namespace,
+            streams_ready: Mutex::new(false),
+        }
+    }
+
+    /// The client, for flushing on shutdown and for readiness.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// `Ok` while the client is connected.
+    pub fn check_ready(&self) -> Result<(), BusError> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(BusError::Unavailable(format!(
+                "NATS connection state {state:?}"
+            ))),
+        }
+    }
+
+    /// Creates or updates every stream of `nats/streams`, once per connection life.
+    async fn ensure_streams(&self) -> Result<(), BusError> {
+        let mut ready = self.streams_ready.lock().await;
+        if *ready {
+            return Ok(());
+        }
+        for definition in definitions::streams() {
+            let config = self.stream_config(&definition);
+            self.jetstream
+                .create_or_update_stream(config)
+                .await
+                .map_err(|error| {
+                    unavailable(format!("creating stream {}: {error}", definition.name))
+                })?;
+        }
+        *ready = true;
+        tracing::info!("NATS streams created or updated from nats/streams");
+        Ok(())
+    }
+
+    fn stream_config(&self, definition: &StreamDefinition) -> stream::Config {
+        stream::Config {
+            name: self.namespace.name(&definition.name),
+            description: Some(definition.description.clone()),
+            subjects: definition
+                .subjects
+                .iter()
+                .map(|subject| self.namespace.subject(subject))
+                .collect(),
+            storage: match definition.storage {
+                Storage::File => stream::StorageType::File,
+                Storage::Memory => stream::StorageType::Memory,
+            },
+            retention: stream::RetentionPolicy::Limits,
+            discard: match definition.discard {
+                Discard::New => stream::DiscardPolicy::New,
+                Discard::Old => stream::DiscardPolicy::Old,
+            },
+            max_age: Duration::from_secs(definition.max_age_secs),
+            max_messages: definition.max_msgs,
+            max_message_size: definition.max_msg_size_bytes,
+            duplicate_window: Duration::from_secs(definition.duplicate_window_secs),
+            num_replicas: definition.num_replicas,
+            ..Default::default()
+        }
+    }
+
+    /// Publishes and waits for the stream's ack (a duplicate ack counts: the
+    /// message is stored, once).
+    pub async fn publish(&self, message: OutgoingMessage) -> Result<(), BusError> {
+        self.ensure_streams().await?;
+        let result = self.publish_acked(message).await;
+        if result.is_err() {
+            *self.streams_ready.lock().await = false;
+        }
+        result
+    }
+
+    async fn publish_acked(&self, message: OutgoingMessage) -> Result<(), BusError> {
+        let subject = self.namespace.subject(&message.subject);
+        let ack = self
+            .jetstream
+            .send_publish(
+                subject,
+                PublishMessage::build()
+                    .payload(message.payload.into())
+                    .message_id(message.message_id),
+            )
+            .await
+            .map_err(|error| unavailable(format!("publishing: {error}")))?;
+        // The first await only queued the message; this one is the server's ack.
+        tokio::time::timeout(PUBLISH_ACK_TIMEOUT, ack)
+            .await
+            .map_err(|_| unavailable("no JetStream ack in time".into()))?
+            .map_err(|error| unavailable(format!("JetStream ack: {error}")))?;
+        Ok(())
+    }
+
+    /// Creates or updates the durable pull consumer and returns its subscription.
+    pub async fn subscribe(&self, spec: ConsumerSpec) -> Result<Box<dyn Subscription>, BusError> {
+        self.ensure_streams().await?;
+        let config = consumer::pull::Config {
+            durable_name: Some(self.namespace.name(&spec.name)),
+            filter_subject: self.namespace.subject(&spec.filter_subject),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: spec.ack_wait,
+            max_deliver: spec.max_deliver.map_or(-1, i64::from),
+            max_ack_pending: i64::from(spec.max_ack_pending),
+            ..Default::default()
+        };
+        let consumer = self
+            .jetstream
+            .create_consumer_on_stream(config, self.namespace.name(&spec.stream))
+            .await
+            .map_err(|error| unavailable(format!("creating consumer {}: {error}", spec.name)))?;
+        Ok(Box::new(NatsSubscription {
+            consumer,
+            namespace: self.namespace.clone(),
+            batch: None,
+        }))
+    }
+}
+
+fn unavailable(reason: String) -> BusError {
+    BusError::Unavailable(reason)
+}
+
+/// A pull consumer read in bounded batches.
+struct NatsSubscription {
+    consumer: consumer::PullConsumer,
+    namespace: Namespace,
+    batch: Option<consumer::pull::Batch>,
+}
+
+impl NatsSubscription {
+    async fn next_message(&mut self) -> Result<jetstream::Message, BusError> {
+        loop {
+            if self.batch.is_none() {
+                let batch = self
+                    .consumer
+                    .batch()
+                    .max_messages(PULL_BATCH)
+                    .expires(PULL_EXPIRES)
+                    .messages()
+                    .await
+                    .map_err(|error| unavailable(format!("pull request: {error}")))?;
+                self.batch = Some(batch);
+            }
+            let batch = self.batch.as_mut().expect("set above");
+            match tokio::time::timeout(PULL_EXPIRES + PULL_GRACE, batch.next()).await {
+                Ok(Some(Ok(message))) => return Ok(message),
+                Ok(Some(Err(error))) => {
+                    self.batch = None;
+                    return Err(unavailable(format!("pulling: {error}")));
+                }
+                // The pull request ended (full or expired): ask again.
+                Ok(None) => self.batch = None,
+                Err(_) => {
+                    self.batch = None;
+                    return Err(unavailable("pull request got no answer".into()));
+                }
+            }
+        }
+    }
+}
+
+impl Subscription for NatsSubscription {
+    fn next(&mut self) -> BoxFuture<'_, Result<Delivery, BusError>> {
+        Box::pin(async move {
+            let message = self.next_message().await?;
+            let delivery_count = message
+                .info()
+                .map(|info| info.delivered)
+                .unwrap_or(1)
+                .max(1);
+            let message_id = message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+                .map(|value| value.as_str().to_owned());
+            Ok(Delivery::new(
+                self.namespace
+                    .logical_subject(message.subject.as_str())
+                    .to_owned(),
+                message_id,
+                message.payload.to_vec(),
+                u64::try_from(delivery_count).unwrap_or(1),
+                Box::new(NatsAcker(message)),
+            ))
+        })
+    }
+}
+
+struct NatsAcker(jetstream::Message);
+
+impl Acker for NatsAcker {
+    fn settle(self: Box<Self>, settlement: Settlement) -> BoxFuture<'static, Result<(), BusError>> {
+        Box::pin(async move {
+            let kind = match settlement {
+                Settlement::Ack => jetstream::AckKind::Ack,
+                Settlement::Retry { after } => jetstream::AckKind::Nak(Some(after)),
+                Settlement::Reject => jetstream::AckKind::Term,
+            };
+            self.0
+                .ack_with(kind)
+                .await
+                .map_err(|error| unavailable(format!("acking: {error}")))
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! The outbox relay: publishes outbox rows to the bus in `seq` order, waits
+//! for the bus's ack, then stamps `published_at`.
+//!
+//! It selects unpublished rows every round rather than remembering a "last
+//! seq": a transaction that drew a lower `seq` can commit after one with a
+//! higher `seq`, and a watermark would skip it for ever. A row is stamped
+//! only after the ack, so a crash in between re-publishes it; the bus drops
+//! the repeat by its `Nats-Msg-Id` (the event id). While the bus is away,
+//! rows wait and the relay retries with backoff.
+//!
+//! PostgreSQL: several relays (one per instance) claim disjoint rows with
+//! `for update skip locked` (see [`outbox::claim`]). SQLite: one process,
+//! one relay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::bus::{Bus, OutgoingMessage};
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::backoff::Backoff;
+use crate::store::outbox::{self, PendingEvent};
+use crate::store::{Db, Tx};
+
+/// Rows published per round (and per claiming transaction).
+const BATCH_SIZE: u32 = 100;
+/// Pause between rounds that found less than a full batch.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// First pause after a failed round; doubled up to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// Longest pause between failed rounds.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// Longest time a stopping relay keeps publishing what is left.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a round stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The bus did not acknowledge a row.
+    #[error(transparent)]
+    Bus(#[from] actors::bus::BusError),
+    /// The outbox could not be read or stamped.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The running relay.
+#[derive(Debug)]
+pub struct Relay {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// Starts relaying from `db` to `bus`.
+    pub fn start(db: Db, bus: Arc<dyn Bus>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(db, bus, stopped));
+        Self { stop, task }
+    }
+
+    /// Stops polling, publishes what is still in the outbox (bounded by
+    /// [`FLUSH_TIMEOUT`]), and ends.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "outbox relay task failed");
+        }
+    }
+}
+
+async fn run(db: Db, bus: Arc<dyn Bus>, mut stopped: watch::Receiver<bool>) {
+    let mut backoff = Backoff::new(FIRST_RETRY_PAUSE, MAX_RETRY_PAUSE);
+    let mut pause = Duration::ZERO;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped.changed() => break,
+            () = tokio::time::sleep(pause) => {}
+        }
+        pause = match relay_batch(&db, bus.as_ref()).await {
+            Ok(published) => {
+                backoff.reset();
+                if published == BATCH_SIZE as usize {
+                    Duration::ZERO
+                } else {
+                    POLL_INTERVAL
+                }
+            }
+            Err(error) => {
+                let pause = backoff.next_pause();
+                tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "outbox relay round failed; rows wait");
+                pause
+            }
+        };
+    }
+    flush(&db, bus.as_ref()).await;
+}
+
+/// Publishes until the outbox is empty, a round fails, or time is up.
+async fn flush(db: &Db, bus: &dyn Bus) {
+    let flushed = tokio::time::timeout(FLUSH_TIMEOUT, async {
+        loop {
+            match relay_batch(db, bus).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => return Err(error),
+            }
+        }
+    })
+    .await;
+    match flushed {
+        Ok(Ok(())) => tracing::info!("outbox flushed"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "outbox not flushed; rows wait for the next start")
+        }
+        Err(_) => tracing::warn!("outbox flush timed out; rows wait for the next start"),
+    }
+}
+
+/// One round: publishes up to [`BATCH_SIZE`] rows; returns how many it
+/// considered (0: nothing to do).
+pub async fn relay_batch(db: &Db, bus: &dyn Bus) -> Result<usize, RelayError> {
+    match db {
+        Db::Sqlite(_) => {
+            // No transaction is held while publishing: the single writer must
+            // stay free (the in-process audit consumer writes while we wait).
+            let rows = outbox::unpublished(db, BATCH_SIZE).await?;
+            for row in &rows {
+                bus.publish(message(row)).await?;
+                outbox::mark_published(db, row.seq, Utc::now()).await?;
+            }
+            Ok(rows.len())
+        }
+        Db::Postgres(_) => {
+            let Tx::Postgres(mut tx) = db.begin().await? else {
+                unreachable!("a PostgreSQL database begins PostgreSQL transactions");
+            };
+            let rows = outbox::claim(&mut tx, BATCH_SIZE).await?;
+            let mut failure = None;
+            for row in &rows {
+                if let Err(error) = bus.publish(message(row)).await {
+                    failure = Some(error);
+                    break;
+                }
+                outbox::mark_claimed_published(&mut tx, row.seq, Utc::now()).await?;
+            }
+            // Commit what was acknowledged even when a later row failed.
+            tx.commit().await.map_err(crate::store::StoreError::from)?;
+            match failure {
+                Some(error) => Err(error.into()),
+                None => Ok(rows.len()),
+            }
+        }
+    }
+}
+
+fn message(row: &PendingEvent) -> OutgoingMessage {
+    OutgoingMessage {
+        subject: row.subject.clone(),
+        message_id: row.event_id.to_string(),
+        payload: serde_json::to_vec(&row.payload).expect("a JSON value serializes"),
+    }
+}
