@@ -111,6 +111,12 @@ fn matrix() -> Vec<Entry> {
             [401, 200, 404, 200, 200],
         ),
         entry(Method::GET, "/api/v1/profile", [401, 200, 404, 404, 404]),
+        entry(Method::GET, "/api/v1/audit-logs", [401, 403, 403, 403, 200]),
+        entry(
+            Method::GET,
+            "/api/v1/audit-logs/verify",
+            [401, 403, 403, 403, 200],
+        ),
         entry(Method::PUT, "/api/v1/profile", [401, 200, 200, 200, 200]),
         entry(
             Method::GET,

@@ -74,11 +74,18 @@ pub async fn test_settings(data_dir: &TempDir, extra: &[(&str, &str)]) -> Settin
     }
     if let Ok(url) = std::env::var("TEST_NATS_URL") {
         vars.insert("NATS_URL".into(), url);
+        // Tests share one NATS server: each app gets its own streams and subjects.
+        vars.insert("NATS_NAMESPACE".into(), test_namespace());
     }
     for (name, value) in extra {
         vars.insert((*name).into(), (*value).into());
     }
     Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings are valid")
+}
+
+/// A NATS namespace no other test uses.
+pub fn test_namespace() -> String {
+    format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
 }
 
 /// Starts the real server on port 0 against a fresh database.

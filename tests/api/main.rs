@@ -3,7 +3,9 @@
 //! suite against PostgreSQL (and NATS) instead of the embedded default.
 
 mod access;
+mod audit;
 mod auth;
+mod bus;
 mod cli;
 mod edge;
 mod helpers;

@@ -1,0 +1,250 @@
+//! The outbox relay and the bus: every outbox row reaches the bus exactly
+//! once, with its event id as `Nats-Msg-Id`, across restarts, a second relay,
+//! and an unreachable NATS. Runs on the in-process bus, or on NATS JetStream
+//! when `TEST_NATS_URL` is set.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use loan_tracker::store::Db;
+use loan_tracker::{with_pool, with_read_pool};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, fresh_postgres_url, spawn_app_with, test_namespace};
+
+/// Longest a test waits for the relay and the consumers.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Event ids of every outbox row.
+pub async fn outbox_event_ids(db: &Db) -> BTreeSet<Uuid> {
+    let ids: Vec<Uuid> =
+        with_read_pool!(db, |pool| sqlx::query_scalar("select event_id from outbox")
+            .fetch_all(pool)
+            .await)
+        .unwrap();
+    ids.into_iter().collect()
+}
+
+/// Rows the relay has not stamped yet.
+pub async fn unpublished(db: &Db) -> i64 {
+    loan_tracker::store::outbox::unpublished_count(db)
+        .await
+        .unwrap()
+}
+
+/// Number of audit entries.
+pub async fn audit_entries(db: &Db) -> i64 {
+    with_read_pool!(db, |pool| sqlx::query_scalar(
+        "select count(*) from audit_log"
+    )
+    .fetch_one(pool)
+    .await)
+    .unwrap()
+}
+
+/// Waits until every outbox row is published and audited.
+pub async fn settled(app: &TestApp) {
+    let rows = outbox_event_ids(&app.db).await.len() as i64;
+    eventually("every outbox row published and audited", || async {
+        (unpublished(&app.db).await == 0 && audit_entries(&app.db).await == rows).then_some(())
+    })
+    .await;
+}
+
+/// The messages of `<namespace>_LOAN_EVENTS`: their `Nats-Msg-Id`s, in stream order.
+async fn stream_message_ids(namespace: &str) -> Option<Vec<String>> {
+    let url = std::env::var("TEST_NATS_URL").ok()?;
+    let client = async_nats::connect(url).await.expect("test NATS reachable");
+    let jetstream = async_nats::jetstream::new(client);
+    let mut stream = jetstream
+        .get_stream(format!("{namespace}_LOAN_EVENTS"))
+        .await
+        .expect("stream exists");
+    let count = stream.info().await.unwrap().state.messages;
+    let mut ids = Vec::new();
+    for seq in 1..=count {
+        let message = stream.get_raw_message(seq).await.expect("message by seq");
+        let id = message
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map(|value| value.as_str().to_owned())
+            .expect("every message carries Nats-Msg-Id");
+        ids.push(id);
+    }
+    Some(ids)
+}
+
+/// Asserts each outbox row is in the stream exactly once under its event id.
+async fn assert_stream_matches_outbox(namespace: &str, db: &Db) {
+    let Some(ids) = stream_message_ids(namespace).await else {
+        return; // In-process bus: nothing outside to count.
+    };
+    let expected: Vec<String> = outbox_event_ids(db)
+        .await
+        .iter()
+        .map(Uuid::to_string)
+        .collect();
+    let seen: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), seen.len(), "a message was published twice");
+    assert_eq!(
+        seen,
+        expected.into_iter().collect::<BTreeSet<_>>(),
+        "stream differs from outbox"
+    );
+}
+
+/// A database URL two app instances can share: a fresh PostgreSQL database,
+/// or a SQLite file in `dir`.
+async fn shared_database(dir: &TempDir) -> String {
+    match fresh_postgres_url().await {
+        Some(url) => url,
+        None => format!("sqlite://{}", dir.path().join("shared.db").display()),
+    }
+}
+
+#[tokio::test]
+async fn the_relay_publishes_every_outbox_row_once_with_its_event_id() {
+    let namespace = test_namespace();
+    let app = spawn_app_with(&[("NATS_NAMESPACE", &namespace)]).await;
+    for name in ["ada", "bob", "cyd"] {
+        app.register(name).await;
+    }
+    let wrong =
+        serde_json::json!({"email": "ada@example.com", "password": "not the password at all"});
+    assert_eq!(
+        app.post_json("/api/v1/auth/login", None, &wrong)
+            .await
+            .status(),
+        401
+    );
+    settled(&app).await;
+    assert_eq!(outbox_event_ids(&app.db).await.len(), 4);
+    assert_stream_matches_outbox(&namespace, &app.db).await;
+}
+
+#[tokio::test]
+async fn a_restarted_relay_republishing_stamped_rows_does_not_duplicate_them() {
+    let dir = TempDir::new().unwrap();
+    let database = shared_database(&dir).await;
+    let namespace = test_namespace();
+    let settings = [
+        ("DATABASE_URL", database.as_str()),
+        ("NATS_NAMESPACE", namespace.as_str()),
+    ];
+    let first = spawn_app_with(&settings).await;
+    for name in ["dee", "eve"] {
+        first.register(name).await;
+    }
+    settled(&first).await;
+    first.stop().await.unwrap();
+
+    let second = spawn_app_with(&settings).await;
+    // As if the process died after the acks, before stamping published_at.
+    with_pool!(&second.db, |pool| sqlx::query(
+        "update outbox set published_at = null"
+    )
+    .execute(pool)
+    .await
+    .map(drop))
+    .unwrap();
+    second.register("fay").await;
+    settled(&second).await;
+    assert_eq!(audit_entries(&second.db).await, 3);
+    assert_stream_matches_outbox(&namespace, &second.db).await;
+}
+
+#[tokio::test]
+async fn two_relays_on_one_postgres_database_publish_each_row_once() {
+    if std::env::var("TEST_DATABASE_URL").is_err() {
+        return; // SQLite runs one relay per database by design.
+    }
+    let dir = TempDir::new().unwrap();
+    let database = shared_database(&dir).await;
+    let namespace = test_namespace();
+    let settings = [
+        ("DATABASE_URL", database.as_str()),
+        ("NATS_NAMESPACE", namespace.as_str()),
+    ];
+    let (one, two) = tokio::join!(spawn_app_with(&settings), spawn_app_with(&settings));
+    let registrations = (0..30).map(|index| {
+        let app = if index % 2 == 0 { &one } else { &two };
+        async move { app.register(&format!("user{index}")).await }
+    });
+    futures::future::join_all(registrations).await;
+    settled(&one).await;
+    assert_eq!(audit_entries(&one.db).await, 30);
+    assert_stream_matches_outbox(&namespace, &one.db).await;
+    let verify: serde_json::Value = {
+        let admin = one
+            .user_with_role("boss", loan_tracker::accounts::Role::Admin)
+            .await;
+        one.get("/api/v1/audit-logs/verify", Some(&admin.access_token))
+            .await
+            .json()
+            .await
+            .unwrap()
+    };
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+#[tokio::test]
+async fn with_nats_unreachable_rows_wait_and_ready_names_the_bus() {
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("nats://127.0.0.1:{closed_port}");
+    let app = spawn_app_with(&[("NATS_URL", &url), ("NATS_NAMESPACE", "unreachable")]).await;
+    app.register("gil").await;
+    let ready = app.get("/ready", None).await;
+    assert_eq!(ready.status(), 503);
+    let body = ready.text().await.unwrap();
+    assert!(body.contains("bus (nats)"), "{body}");
+    // Give the relay a few rounds: the row must still be waiting.
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(1) {
+        assert_eq!(unpublished(&app.db).await, 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(audit_entries(&app.db).await, 0);
+}
+
+#[tokio::test]
+async fn stopping_the_app_flushes_the_outbox() {
+    let dir = TempDir::new().unwrap();
+    let database = shared_database(&dir).await;
+    let app = spawn_app_with(&[("DATABASE_URL", &database)]).await;
+    app.register("hal").await;
+    app.stop().await.unwrap();
+    let db = open(&database).await;
+    assert_eq!(unpublished(&db).await, 0, "outbox left unpublished at stop");
+}
+
+/// A new connection to `database_url` (the app's own closes when it stops).
+async fn open(database_url: &str) -> Db {
+    let settings = loan_tracker::settings::Settings::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(database_url.to_owned()),
+        "JWT_SECRET" => Some(crate::helpers::TEST_JWT_SECRET.to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    loan_tracker::store::connect(&settings).await.unwrap()
+}
