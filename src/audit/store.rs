@@ -17,7 +17,7 @@ const VERIFY_PAGE: i64 = 500;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Appended {
     /// A new entry at the head of the chain.
-    Recorded(AuditEntry),
+    Recorded(Box<AuditEntry>),
     /// This event already has an entry; nothing was written.
     AlreadyRecorded,
 }
@@ -132,7 +132,7 @@ pub async fn append(db: &Db, entry: NewEntry, now: DateTime<Utc>) -> Result<Appe
     .await
     .map(drop))?;
     tx.commit().await?;
-    Ok(Appended::Recorded(recorded))
+    Ok(Appended::Recorded(Box::new(recorded)))
 }
 
 /// Filters of `GET /audit-logs`; `None` means "any".
