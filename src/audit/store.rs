@@ -7,6 +7,7 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::entry::{AuditEntry, GENESIS_HASH, NewEntry};
+use crate::store::page::{Page, PageRequest, into_page};
 use crate::store::{Db, StoreError};
 use crate::{with_read_pool, with_tx};
 
@@ -161,16 +162,15 @@ pub enum ListError {
     Store(#[from] StoreError),
 }
 
-/// Up to `limit` entries matching `filter`, in chain order, after the entry
-/// with id `after`.
+/// One page of entries matching `filter`, newest first (like every list),
+/// after the entry the cursor names.
 pub async fn list(
     db: &Db,
     filter: &Filter,
-    after: Option<Uuid>,
-    limit: u32,
-) -> Result<Vec<AuditEntry>, ListError> {
-    let after_seq = match after {
-        None => 0,
+    page: PageRequest,
+) -> Result<Page<AuditEntry>, ListError> {
+    let before_seq = match page.after() {
+        None => i64::MAX,
         Some(id) => {
             let seq: Option<i64> = with_read_pool!(db, |pool| sqlx::query_scalar(
                 "select seq from audit_log where id = $1"
@@ -184,23 +184,24 @@ pub async fn list(
     };
     let sql = format!(
         "select {ENTRY_COLUMNS} from audit_log \
-         where seq > $1 and ($2 is null or actor = $2) and ($3 is null or action = $3) \
+         where seq < $1 and ($2 is null or actor = $2) and ($3 is null or action = $3) \
          and ($4 is null or entity_id = $4) and ($5 is null or occurred_at >= $5) \
-         and ($6 is null or occurred_at < $6) order by seq limit $7"
+         and ($6 is null or occurred_at < $6) order by seq desc limit $7"
     );
     let rows: Vec<EntryRow> =
         with_read_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
-            .bind(after_seq)
+            .bind(before_seq)
             .bind(filter.actor.as_deref())
             .bind(filter.action.as_deref())
             .bind(filter.entity_id)
             .bind(filter.from)
             .bind(filter.to)
-            .bind(i64::from(limit))
+            .bind(i64::from(page.limit()) + 1)
             .fetch_all(pool)
             .await)
         .map_err(StoreError::from)?;
-    Ok(rows.into_iter().map(AuditEntry::from).collect())
+    let entries = rows.into_iter().map(AuditEntry::from).collect();
+    Ok(into_page(entries, page, |entry: &AuditEntry| entry.id))
 }
 
 /// The first entry where the chain breaks, and why.

@@ -7,7 +7,7 @@ use salvo::prelude::*;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::pagination::{Page, PageRequest};
+use super::pagination::{Page, store_page};
 use super::problem::ApiError;
 use super::state::app_state;
 use crate::audit::AuditEntry;
@@ -94,7 +94,7 @@ struct VerifyBody {
     first_broken: Option<BrokenEntry>,
 }
 
-/// Audit entries, oldest first (ADMIN).
+/// Audit entries, newest first (ADMIN).
 #[endpoint(
     tags("audit"),
     parameters(
@@ -114,9 +114,9 @@ async fn list_audit_logs(
     depot: &mut Depot,
 ) -> Result<Json<Page<AuditEntryBody>>, ApiError> {
     let state = app_state(depot)?;
-    let page = PageRequest::from_query(req)?;
+    let page = store_page(req)?;
     let filter = filter_from_query(req)?;
-    let entries = store::list(&state.db, &filter, page.after, page.fetch_limit())
+    let entries = store::list(&state.db, &filter, page)
         .await
         .map_err(|error| match error {
             ListError::UnknownCursor => {
@@ -124,12 +124,7 @@ async fn list_audit_logs(
             }
             ListError::Store(error) => ApiError::internal(error),
         })?;
-    Ok(Json(Page::from_rows(
-        entries,
-        page,
-        |entry| entry.id,
-        AuditEntryBody::from,
-    )))
+    Ok(Json(Page::from_store(entries, AuditEntryBody::from)))
 }
 
 fn filter_from_query(req: &Request) -> Result<Filter, ApiError> {

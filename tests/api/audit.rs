@@ -87,7 +87,7 @@ async fn a_registration_is_audited_listed_with_filters_and_verified() {
 }
 
 #[tokio::test]
-async fn audit_pages_follow_the_cursor_in_chain_order() {
+async fn audit_pages_follow_the_cursor_newest_first() {
     let app = spawn_app().await;
     let admin = app.user_with_role("root", Role::Admin).await;
     for name in ["pia", "pam", "pat"] {
@@ -111,7 +111,7 @@ async fn audit_pages_follow_the_cursor_in_chain_order() {
             None => break,
         }
     }
-    assert_eq!(seen, (1..=total as i64).collect::<Vec<_>>());
+    assert_eq!(seen, (1..=total as i64).rev().collect::<Vec<_>>());
 }
 
 #[tokio::test]
