@@ -14,9 +14,12 @@ use crate::auth::rate_limit::{EVICTION_INTERVAL, RateLimits};
 use crate::auth::tokens::TokenKeys;
 use crate::bus::BusConnection;
 use crate::bus::consumer::ConsumerTask;
+use crate::bus::consumer::Handler;
 use crate::bus::relay::Relay;
 use crate::clock::Clock;
 use crate::http::{self, state::AppState};
+use crate::inbound::InboundPaymentHandler;
+use crate::notifications::consumer::NotificationHandler;
 use crate::settings::Settings;
 use crate::store;
 use crate::store::loans::SqlLoanStore;
@@ -68,6 +71,7 @@ impl Application {
             refresh_ttl: chrono::Duration::from_std(settings.refresh_token_ttl)
                 .context("REFRESH_TOKEN_TTL_DAYS is too large")?,
             tree,
+            mailer: crate::mailer::from_settings(&settings)?,
             clock,
             db,
             bus,
@@ -135,6 +139,11 @@ impl Application {
     }
 }
 
+/// Durable name of the notification consumer (`nats/consumers/notifications.json`).
+const NOTIFICATIONS_CONSUMER: &str = "notifications";
+/// Durable name of the inbound payment consumer (`nats/consumers/inbound.json`).
+const INBOUND_CONSUMER: &str = "inbound-payments";
+
 /// The actor tree's limits from the settings; the rest keep their defaults.
 fn tree_config(settings: &Settings) -> TreeConfig {
     TreeConfig {
@@ -151,7 +160,7 @@ fn tree_config(settings: &Settings) -> TreeConfig {
 /// The background side of the bus: the consumers and the outbox relay.
 struct EventFlow {
     relay: Relay,
-    audit: ConsumerTask,
+    consumers: Vec<ConsumerTask>,
 }
 
 impl EventFlow {
@@ -159,21 +168,48 @@ impl EventFlow {
     /// relay publishes anything.
     async fn start(state: &AppState) -> Self {
         let bus = state.bus.as_bus();
-        let audit = ConsumerTask::start(
+        let notifications = Arc::new(NotificationHandler::new(
+            state.db.clone(),
+            state.mailer.clone(),
+            state.clock.clone(),
+        ));
+        notifications.resume_pending().await;
+        let inbound = InboundPaymentHandler::new(
+            state.db.clone(),
+            state.tree.clone(),
             bus.clone(),
-            crate::bus::definitions::consumer(crate::audit::consumer::CONSUMER_NAME),
-            Arc::new(AuditConsumer::new(state.db.clone())),
-        )
-        .await;
+            state.clock.clone(),
+        );
+        let handlers: [(&str, Arc<dyn Handler>); 3] = [
+            (
+                crate::audit::consumer::CONSUMER_NAME,
+                Arc::new(AuditConsumer::new(state.db.clone())),
+            ),
+            (NOTIFICATIONS_CONSUMER, notifications),
+            (INBOUND_CONSUMER, Arc::new(inbound)),
+        ];
+        let mut consumers = Vec::with_capacity(handlers.len());
+        for (name, handler) in handlers {
+            consumers.push(
+                ConsumerTask::start(
+                    bus.clone(),
+                    crate::bus::definitions::consumer(name),
+                    handler,
+                )
+                .await,
+            );
+        }
         let relay = Relay::start(state.db.clone(), bus);
-        Self { relay, audit }
+        Self { relay, consumers }
     }
 
     /// Flushes the outbox while the consumers still run (the in-process bus
     /// needs them to accept), then drains the consumers.
     async fn stop(self) {
         self.relay.stop().await;
-        self.audit.stop().await;
+        for consumer in self.consumers {
+            consumer.stop().await;
+        }
     }
 }
 

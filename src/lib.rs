@@ -13,6 +13,7 @@ pub mod clock;
 pub mod events;
 pub mod healthcheck;
 pub mod http;
+pub mod inbound;
 pub mod mailer;
 pub mod notifications;
 pub mod secret;

@@ -19,10 +19,20 @@ const STREAM_FILES: [(&str, &str); 2] = [
 ];
 
 /// Every durable consumer the service runs.
-const CONSUMER_FILES: [(&str, &str); 1] = [(
-    "nats/consumers/audit.json",
-    include_str!("../../nats/consumers/audit.json"),
-)];
+const CONSUMER_FILES: [(&str, &str); 3] = [
+    (
+        "nats/consumers/audit.json",
+        include_str!("../../nats/consumers/audit.json"),
+    ),
+    (
+        "nats/consumers/notifications.json",
+        include_str!("../../nats/consumers/notifications.json"),
+    ),
+    (
+        "nats/consumers/inbound.json",
+        include_str!("../../nats/consumers/inbound.json"),
+    ),
+];
 
 /// Where a stream keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -16,14 +16,18 @@ use crate::store::outbox::OutboxEvent;
 /// `kind_name()`, `user_id` = the borrower. `loan` is the state after the
 /// commit, used to describe payments an event only names by id.
 pub fn loan_event_outbox(loan: &LoanSnapshot, record: &EventRecord) -> OutboxEvent {
-    envelope_with_id(
+    let mut outbox = envelope_with_id(
         record.event_id,
         record.event.kind_name(),
         Some(loan.loan_id.as_uuid()),
         Some(loan.user_id.as_uuid()),
         record.occurred_at,
         event_data(loan, &record.event),
-    )
+    );
+    // Who caused it (null: the system — jobs, inbound payments); the audit
+    // log attributes the entry to this actor.
+    outbox.payload["actor_id"] = json!(record.actor_id.map(|actor| actor.as_uuid()));
+    outbox
 }
 
 /// The `data` member of a loan event.

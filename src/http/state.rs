@@ -25,6 +25,8 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// Lifetime of a refresh token.
     pub refresh_ttl: chrono::Duration,
+    /// Sends e-mail (SMTP or `.eml` files).
+    pub mailer: std::sync::Arc<dyn actors::mailer::Mailer>,
     /// Where "now" and "today" come from.
     pub clock: crate::clock::Clock,
     /// The loan actors: every write to a loan goes through them.
