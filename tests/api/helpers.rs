@@ -22,6 +22,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The app's database, for assertions that look behind the API.
     pub db: Db,
+    /// The app's bus.
+    pub bus: std::sync::Arc<dyn actors::bus::Bus>,
+    /// The app's data directory (mail files land under `mail/`).
+    pub data_dir: std::path::PathBuf,
     /// The app's loan actors.
     pub tree: actors::tree::LoanTree,
     /// The app's clock (manual: tests move it).
@@ -112,6 +116,7 @@ pub async fn spawn_app_at(start: chrono::DateTime<chrono::Utc>, extra: &[(&str, 
     let addr = app.addr();
     let db = app.db().clone();
     let tree = app.tree().clone();
+    let bus = app.bus().as_bus();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -122,6 +127,8 @@ pub async fn spawn_app_at(start: chrono::DateTime<chrono::Utc>, extra: &[(&str, 
         db,
         tree,
         clock,
+        bus,
+        data_dir: data_dir.path().to_path_buf(),
         stop: Some(stop),
         server: Some(server),
         _data_dir: data_dir,
