@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use ::metrics::{counter, histogram};
 use actors::core::LoanCommand;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// How often histograms are drained when no one scrapes (the exporter has no
 /// listener of its own to do it).
@@ -42,10 +44,7 @@ impl Metrics {
     /// A fresh recorder with every metric described and latency buckets set.
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Suffix("_seconds".into()),
-                &LATENCY_BUCKETS_SECONDS,
-            )
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS_SECONDS)
             .expect("latency buckets are a non-empty constant")
             .build_recorder();
         let metrics = Self {

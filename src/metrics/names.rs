@@ -62,28 +62,79 @@ pub const SCRAPE_ERRORS: &str = "metrics_scrape_error";
 
 /// Registers help texts and units with the recorder in scope.
 pub(super) fn describe() {
-    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template, method and status.");
-    describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request latency.");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route template, method and status."
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP request latency."
+    );
     describe_gauge!(LOAN_ACTORS_LIVE, "Loan actors alive and routable.");
-    describe_gauge!(LOAN_ACTORS_STOPPING, "Loan actors passivated, finishing their queue.");
+    describe_gauge!(
+        LOAN_ACTORS_STOPPING,
+        "Loan actors passivated, finishing their queue."
+    );
     describe_counter!(LOAN_ACTORS_SPAWNED, "Loan actors started.");
-    describe_counter!(LOAN_ACTORS_PASSIVATED, "Loan actors stopped for being idle.");
-    describe_counter!(LOAN_ACTORS_RESTARTED, "Loan actors re-spawned after a failure.");
+    describe_counter!(
+        LOAN_ACTORS_PASSIVATED,
+        "Loan actors stopped for being idle."
+    );
+    describe_counter!(
+        LOAN_ACTORS_RESTARTED,
+        "Loan actors re-spawned after a failure."
+    );
     describe_counter!(LOAN_ACTORS_FAILED, "Loan actors that panicked or failed.");
-    describe_counter!(LOAN_ACTOR_BUDGET_EXHAUSTED, "Failures past the restart budget.");
-    describe_gauge!(LOANS_BLOCKED, "Loans blocked after exhausting their restart budget.");
-    describe_gauge!(LOAN_ACTOR_MAILBOX_DEPTH, "Commands queued in loan actor mailboxes.");
+    describe_counter!(
+        LOAN_ACTOR_BUDGET_EXHAUSTED,
+        "Failures past the restart budget."
+    );
+    describe_gauge!(
+        LOANS_BLOCKED,
+        "Loans blocked after exhausting their restart budget."
+    );
+    describe_gauge!(
+        LOAN_ACTOR_MAILBOX_DEPTH,
+        "Commands queued in loan actor mailboxes."
+    );
     describe_gauge!(LOAN_ACTOR_MAILBOX_DEPTH_MAX, "Deepest loan actor mailbox.");
     describe_counter!(LOAN_ACTOR_COMMITS, "Store commits made by loan actors.");
-    describe_counter!(LOAN_COMMANDS_COMMITTED, "Commands committed by loan actors.");
-    describe_gauge!(LOAN_ACTOR_MAX_BATCH, "Largest batch of commands committed at once.");
-    describe_counter!(LOAN_ACTOR_VERSION_CONFLICTS, "Optimistic version conflicts.");
+    describe_counter!(
+        LOAN_COMMANDS_COMMITTED,
+        "Commands committed by loan actors."
+    );
+    describe_gauge!(
+        LOAN_ACTOR_MAX_BATCH,
+        "Largest batch of commands committed at once."
+    );
+    describe_counter!(
+        LOAN_ACTOR_VERSION_CONFLICTS,
+        "Optimistic version conflicts."
+    );
     describe_counter!(LOAN_ACTOR_STORE_ERRORS, "Store failures in loan actors.");
     describe_counter!(LOAN_ACTOR_CALL_TIMEOUTS, "Loan actor calls that timed out.");
-    describe_counter!(LOAN_COMMANDS_ABANDONED, "Queued commands dropped, caller gone.");
-    describe_histogram!(LOAN_COMMAND_DURATION, Unit::Seconds, "Loan command round trip through its actor.");
+    describe_counter!(
+        LOAN_COMMANDS_ABANDONED,
+        "Queued commands dropped, caller gone."
+    );
+    describe_histogram!(
+        LOAN_COMMAND_DURATION,
+        Unit::Seconds,
+        "Loan command round trip through its actor."
+    );
     describe_gauge!(OUTBOX_PENDING, "Outbox rows not yet published.");
-    describe_gauge!(OUTBOX_OLDEST_PENDING_AGE, Unit::Seconds, "Age of the oldest unpublished outbox row.");
-    describe_gauge!(DB_POOL_CONNECTIONS, "Database connections by pool and state.");
-    describe_gauge!(SCRAPE_ERRORS, "1 when the last scrape could not read this source.");
+    describe_gauge!(
+        OUTBOX_OLDEST_PENDING_AGE,
+        Unit::Seconds,
+        "Age of the oldest unpublished outbox row."
+    );
+    describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Database connections by pool and state."
+    );
+    describe_gauge!(
+        SCRAPE_ERRORS,
+        "1 when the last scrape could not read this source."
+    );
 }

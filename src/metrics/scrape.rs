@@ -103,8 +103,16 @@ fn record_backlog(backlog: OutboxBacklog, now: DateTime<Utc>) {
 fn record_pools(db: &Db) {
     let pools: Vec<(&'static str, u32, usize)> = match db {
         Db::Sqlite(sqlite) => vec![
-            ("sqlite_writer", sqlite.writer.size(), sqlite.writer.num_idle()),
-            ("sqlite_reader", sqlite.reader.size(), sqlite.reader.num_idle()),
+            (
+                "sqlite_writer",
+                sqlite.writer.size(),
+                sqlite.writer.num_idle(),
+            ),
+            (
+                "sqlite_reader",
+                sqlite.reader.size(),
+                sqlite.reader.num_idle(),
+            ),
         ],
         Db::Postgres(pool) => vec![("postgres", pool.size(), pool.num_idle())],
     };

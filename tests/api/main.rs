@@ -14,4 +14,5 @@ mod loan_store;
 mod loans;
 mod migrations;
 mod notifications;
+mod ops;
 mod store;
