@@ -298,3 +298,31 @@ async fn admin_actors_shows_the_loan_actor_after_a_payment_and_none_after_passiv
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn every_described_operation_has_a_tag_a_summary_and_its_auth_errors() {
+    let app = spawn_app().await;
+    let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    let mut missing = Vec::new();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let name = format!("{} {path}", method.to_uppercase());
+            if operation["tags"].as_array().is_none_or(Vec::is_empty) {
+                missing.push(format!("{name}: no tag"));
+            }
+            if operation["summary"].as_str().is_none_or(str::is_empty) {
+                missing.push(format!("{name}: no summary"));
+            }
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty());
+            if secured && operation["responses"].get("401").is_none() {
+                missing.push(format!("{name}: secured but no 401 response"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+    let admin = &spec["paths"]["/api/v1/admin/actors"]["get"];
+    assert_eq!(admin["security"], json!([{"bearer": []}]));
+    assert!(admin["responses"].get("403").is_some());
+}
