@@ -73,6 +73,7 @@ impl Application {
             tree,
             mailer: crate::mailer::from_settings(&settings)?,
             clock,
+            metrics: crate::metrics::Metrics::new(),
             db,
             bus,
             settings,
@@ -115,6 +116,7 @@ impl Application {
         let handle: ServerHandle = self.server.handle();
         let events = EventFlow::start(&self.state).await;
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let metrics_upkeep = tokio::spawn(metrics_upkeep(self.state.metrics.clone()));
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
@@ -126,6 +128,7 @@ impl Application {
             .await
             .context("HTTP server failed")?;
         housekeeping.abort();
+        metrics_upkeep.abort();
         tracing::info!("HTTP stopped; draining loan actors");
         if let Err(error) = self.state.tree.clone().stop().await {
             tracing::warn!(%error, "loan actors did not drain in time");
@@ -225,6 +228,16 @@ async fn housekeeping(state: Arc<AppState>) {
             Ok(purged) => tracing::debug!(purged, "expired idempotency keys deleted"),
             Err(error) => tracing::warn!(%error, "purging idempotency keys failed"),
         }
+    }
+}
+
+/// Drains the metrics histograms now and then (the exporter has no listener
+/// of its own that would).
+async fn metrics_upkeep(metrics: crate::metrics::Metrics) {
+    let mut ticks = tokio::time::interval(crate::metrics::UPKEEP_INTERVAL);
+    loop {
+        ticks.tick().await;
+        metrics.run_upkeep();
     }
 }
 

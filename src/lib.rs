@@ -15,6 +15,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod inbound;
 pub mod mailer;
+pub mod metrics;
 pub mod notifications;
 pub mod secret;
 pub mod settings;

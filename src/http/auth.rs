@@ -33,10 +33,13 @@ pub fn router() -> Router {
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
     /// E-mail address (case-insensitive, unique).
+    #[salvo(schema(example = "pat@example.com"))]
     email: String,
     /// Display handle, 3–64 characters (unique, case-insensitive).
+    #[salvo(schema(example = "pat"))]
     username: String,
     /// 12–128 characters.
+    #[salvo(schema(example = "correct horse battery staple"))]
     password: String,
 }
 
@@ -45,8 +48,10 @@ struct RegisterRequest {
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     /// E-mail address.
+    #[salvo(schema(example = "pat@example.com"))]
     email: String,
     /// Password.
+    #[salvo(schema(example = "correct horse battery staple"))]
     password: String,
 }
 

@@ -1,11 +1,13 @@
 //! The HTTP edge: routes, error rendering, request logging.
 
+mod admin;
 mod audit;
 mod auth;
 pub mod body;
 mod health;
 pub mod idempotency;
 mod loans;
+pub mod metrics;
 mod notifications;
 pub mod pagination;
 pub mod problem;
@@ -35,10 +37,12 @@ pub fn service(state: Arc<AppState>) -> Service {
         .push(profile::router())
         .push(notifications::router())
         .push(audit::router())
+        .push(admin::router())
         .append(&mut loans::routers());
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))
         .push(Router::with_path("ready").get(health::ready))
+        .push(Router::with_path("metrics").get(metrics::metrics))
         .push(api);
     let spec = openapi(&router);
     let router = router.push(spec.into_router("openapi.json")).push(
@@ -48,6 +52,7 @@ pub fn service(state: Arc<AppState>) -> Service {
     );
     Service::new(router)
         .hoop(request_log::log_requests)
+        .hoop(metrics::RecordHttp(state.metrics.clone()))
         .hoop(salvo::size_limiter::max_size(body::MAX_BODY_BYTES as u64))
         .hoop(InjectState(state))
         .hoop(salvo::catch_panic::CatchPanic::new())

@@ -27,8 +27,10 @@ pub fn router() -> Router {
 #[serde(deny_unknown_fields)]
 struct ProfileRequest {
     /// Given name, 1–100 characters.
+    #[salvo(schema(example = "Pat"))]
     first_name: String,
     /// Family name, 1–100 characters.
+    #[salvo(schema(example = "Doe"))]
     last_name: String,
     /// Postal address.
     address: Option<String>,

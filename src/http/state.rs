@@ -31,6 +31,8 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// The loan actors: every write to a loan goes through them.
     pub tree: actors::tree::LoanTree,
+    /// This app's metrics recorder (`GET /metrics` renders it).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A hoop that puts the shared state into every request's depot.

@@ -220,6 +220,11 @@ fn matrix() -> Vec<Entry> {
             "/api/v1/notifications/{notification}/read",
             [401, 200, 404, 404, 404],
         ),
+        entry(
+            Method::GET,
+            "/api/v1/admin/actors",
+            [401, 403, 403, 403, 200],
+        ),
     ]
 }
 

@@ -143,15 +143,14 @@ async fn e_mail_goes_through_smtp_and_transient_failures_are_retried() {
     .unwrap();
     assert_eq!(statuses.len(), 1, "one notification per event");
     let sent = eventually("the e-mail recorded as sent", DEADLINE, || async {
-        let rows: Vec<(String, i32)> =
-            loan_tracker::with_pool!(&app.db, |pool| {
-                sqlx::query_as(
+        let rows: Vec<(String, i32)> = loan_tracker::with_pool!(&app.db, |pool| {
+            sqlx::query_as(
             "select email_status, email_attempts from notifications where email_status <> 'pending'"
         )
         .fetch_all(pool)
         .await
-            })
-            .ok()?;
+        })
+        .ok()?;
         (rows.len() >= 2).then_some(rows)
     })
     .await;

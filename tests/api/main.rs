@@ -15,5 +15,6 @@ mod loan_store;
 mod loans;
 mod migrations;
 mod notifications;
+mod ops;
 mod smtp;
 mod store;

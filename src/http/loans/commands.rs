@@ -43,18 +43,34 @@ pub(super) async fn execute(
     command: LoanCommand,
     now: Now,
 ) -> Result<Applied, ApiError> {
+    let label = crate::metrics::command_label(&command);
     let request = LoanRequest {
         command,
         today: now.today,
         now: now.at,
         actor_id: Some(UserId::new(principal.user_id)),
     };
+    let started = std::time::Instant::now();
+    let outcome = state.tree.execute(loan_id, request).await;
+    record_command(state, label, &outcome, started);
+    outcome.map_err(tree_failure)?.map_err(rejection)
+}
+
+/// Times one round trip through a loan actor into `loan_command_duration_seconds`.
+fn record_command(
+    state: &AppState,
+    label: &'static str,
+    outcome: &Result<actors::tree::CommandOutcome, actors::tree::TreeError>,
+    started: std::time::Instant,
+) {
+    let outcome_label = match outcome {
+        Ok(Ok(_)) => "committed",
+        Ok(Err(_)) => "rejected",
+        Err(_) => "failed",
+    };
     state
-        .tree
-        .execute(loan_id, request)
-        .await
-        .map_err(tree_failure)?
-        .map_err(rejection)
+        .metrics
+        .loan_command(label, outcome_label, started.elapsed());
 }
 
 fn invalid(field: &str, error: impl std::fmt::Display) -> ApiError {
@@ -126,12 +142,13 @@ pub async fn apply(
     let now = Now::read(&state.clock);
     let loan_id = LoanId::new(new_id(depot, principal, "loan"));
     let (loan, _applied) = Loan::apply_for(loan_id, UserId::new(owner), terms, now.today);
-    let applied = state
+    let started = std::time::Instant::now();
+    let outcome = state
         .tree
         .create(loan, now.at, Some(UserId::new(principal.user_id)))
-        .await
-        .map_err(tree_failure)?
-        .map_err(rejection)?;
+        .await;
+    record_command(&state, "apply", &outcome, started);
+    let applied = outcome.map_err(tree_failure)?.map_err(rejection)?;
     res.status_code(StatusCode::CREATED);
     Ok(Json(LoanBody::new(
         &applied.loan,

@@ -12,22 +12,30 @@ use uuid::Uuid;
 #[serde(deny_unknown_fields)]
 pub struct ApplyRequest {
     /// Amount to borrow, e.g. `"10000.00"`.
+    #[salvo(schema(example = "10000.00"))]
     pub principal: String,
     /// ISO 4217 code; `USD` when omitted.
+    #[salvo(schema(example = "USD"))]
     pub currency: Option<String>,
     /// Percent per year, e.g. `"12.5"`.
+    #[salvo(schema(example = "12.5"))]
     pub annual_interest_rate: String,
     /// 1 to 480.
+    #[salvo(schema(example = 12))]
     pub term_months: u32,
     /// `annuity` (default), `equal_principal` or `flat`.
+    #[salvo(schema(example = "annuity"))]
     pub repayment_method: Option<String>,
     /// Percent of an installment's unpaid principal and interest; `"3"` when omitted.
+    #[salvo(schema(example = "3"))]
     pub late_fee_rate: Option<String>,
     /// Days past due before a late fee; 0 when omitted.
+    #[salvo(schema(example = 5))]
     pub grace_days: Option<u32>,
     /// First due date; one month after disbursement when omitted.
     pub first_due_date: Option<NaiveDate>,
     /// What the loan is for.
+    #[salvo(schema(example = "used car"))]
     pub purpose: Option<String>,
     /// Staff only: the borrower to apply for.
     pub user_id: Option<Uuid>,
@@ -38,6 +46,7 @@ pub struct ApplyRequest {
 #[serde(deny_unknown_fields)]
 pub struct ApproveRequest {
     /// Disbursement date; today when omitted.
+    #[salvo(schema(example = "2026-01-15"))]
     pub disbursed_on: Option<NaiveDate>,
 }
 
@@ -46,6 +55,7 @@ pub struct ApproveRequest {
 #[serde(deny_unknown_fields)]
 pub struct RejectRequest {
     /// Why, 1 to 500 characters.
+    #[salvo(schema(example = "insufficient income"))]
     pub reason: String,
 }
 
@@ -54,6 +64,7 @@ pub struct RejectRequest {
 #[serde(deny_unknown_fields)]
 pub struct PaymentRequest {
     /// Amount paid, e.g. `"125.50"`.
+    #[salvo(schema(example = "125.50"))]
     pub amount: String,
     /// Date received; today when omitted.
     pub paid_on: Option<NaiveDate>,
@@ -64,8 +75,10 @@ pub struct PaymentRequest {
 #[serde(deny_unknown_fields)]
 pub struct LoanPaymentRequest {
     /// The loan paid.
+    #[salvo(schema(example = "0190f3a2-7c1e-7d4b-9a51-3f2e8c1d5b60"))]
     pub loan_id: Uuid,
     /// Amount paid.
+    #[salvo(schema(example = "125.50"))]
     pub amount: String,
     /// Date received; today when omitted.
     pub paid_on: Option<NaiveDate>,

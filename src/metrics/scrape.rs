@@ -1,0 +1,139 @@
+//! Values read at scrape time: the actor tree's counters and snapshot, the
+//! outbox backlog, the database pools. Each source that cannot be read is
+//! skipped (its series keep their last value) and flagged in
+//! `metrics_scrape_error{source=…}`, so a scrape never fails as a whole.
+
+use ::metrics::{counter, gauge};
+use actors::tree::{LoanTree, TreeCounts, TreeSnapshot};
+use chrono::{DateTime, Utc};
+
+use super::{Metrics, names};
+use crate::store::{Db, StoreError};
+use crate::with_read_pool;
+
+/// The outbox backlog: how many rows wait for the relay, and since when.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    /// Rows with `published_at is null`.
+    pub pending: i64,
+    /// `created_at` of the oldest of them (by commit order).
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// Brings every scrape-time series up to date; `now` dates the outbox age.
+pub async fn refresh(metrics: &Metrics, tree: &LoanTree, db: &Db, now: DateTime<Utc>) {
+    let counts = tree.counts();
+    let snapshot = tree.snapshot().await;
+    let backlog = outbox_backlog(db).await;
+    if let Err(error) = &snapshot {
+        tracing::warn!(%error, "metrics: no actor tree snapshot");
+    }
+    if let Err(error) = &backlog {
+        tracing::warn!(%error, "metrics: outbox backlog unreadable");
+    }
+    metrics.record(|| {
+        record_counts(counts);
+        flag("actor_tree", snapshot.is_err());
+        if let Ok(snapshot) = &snapshot {
+            record_snapshot(snapshot);
+        }
+        flag("outbox", backlog.is_err());
+        if let Ok(backlog) = backlog {
+            record_backlog(backlog, now);
+        }
+        record_pools(db);
+    });
+}
+
+fn flag(source: &'static str, failed: bool) {
+    gauge!(names::SCRAPE_ERRORS, "source" => source).set(if failed { 1.0 } else { 0.0 });
+}
+
+/// Copies the tree's monotonic counters (destructured, so a new counter is a
+/// compile error here until it is exported too).
+fn record_counts(counts: TreeCounts) {
+    let TreeCounts {
+        spawned,
+        passivated,
+        restarted,
+        failed,
+        budget_exhausted,
+        commits,
+        commands_committed,
+        max_batch,
+        version_conflicts,
+        store_errors,
+        timeouts,
+        abandoned,
+    } = counts;
+    counter!(names::LOAN_ACTORS_SPAWNED).absolute(spawned);
+    counter!(names::LOAN_ACTORS_PASSIVATED).absolute(passivated);
+    counter!(names::LOAN_ACTORS_RESTARTED).absolute(restarted);
+    counter!(names::LOAN_ACTORS_FAILED).absolute(failed);
+    counter!(names::LOAN_ACTOR_BUDGET_EXHAUSTED).absolute(budget_exhausted);
+    counter!(names::LOAN_ACTOR_COMMITS).absolute(commits);
+    counter!(names::LOAN_COMMANDS_COMMITTED).absolute(commands_committed);
+    gauge!(names::LOAN_ACTOR_MAX_BATCH).set(max_batch as f64);
+    counter!(names::LOAN_ACTOR_VERSION_CONFLICTS).absolute(version_conflicts);
+    counter!(names::LOAN_ACTOR_STORE_ERRORS).absolute(store_errors);
+    counter!(names::LOAN_ACTOR_CALL_TIMEOUTS).absolute(timeouts);
+    counter!(names::LOAN_COMMANDS_ABANDONED).absolute(abandoned);
+}
+
+/// Live, stopping and blocked actors and mailbox depths. The snapshot lists
+/// at most `MAX_SNAPSHOT_ACTORS` actors, so the depth sum covers those.
+fn record_snapshot(snapshot: &TreeSnapshot) {
+    gauge!(names::LOAN_ACTORS_LIVE).set(snapshot.live_count as f64);
+    gauge!(names::LOAN_ACTORS_STOPPING).set(snapshot.stopping as f64);
+    gauge!(names::LOANS_BLOCKED).set(snapshot.blocked.len() as f64);
+    let queued = snapshot.live.iter().map(|actor| actor.queued);
+    gauge!(names::LOAN_ACTOR_MAILBOX_DEPTH).set(queued.clone().sum::<usize>() as f64);
+    gauge!(names::LOAN_ACTOR_MAILBOX_DEPTH_MAX).set(queued.max().unwrap_or(0) as f64);
+}
+
+fn record_backlog(backlog: OutboxBacklog, now: DateTime<Utc>) {
+    gauge!(names::OUTBOX_PENDING).set(backlog.pending as f64);
+    let age = backlog
+        .oldest
+        .map(|oldest| (now - oldest).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    gauge!(names::OUTBOX_OLDEST_PENDING_AGE).set(age);
+}
+
+fn record_pools(db: &Db) {
+    let pools: Vec<(&'static str, u32, usize)> = match db {
+        Db::Sqlite(sqlite) => vec![
+            (
+                "sqlite_writer",
+                sqlite.writer.size(),
+                sqlite.writer.num_idle(),
+            ),
+            (
+                "sqlite_reader",
+                sqlite.reader.size(),
+                sqlite.reader.num_idle(),
+            ),
+        ],
+        Db::Postgres(pool) => vec![("postgres", pool.size(), pool.num_idle())],
+    };
+    for (pool, size, idle) in pools {
+        let in_use = (size as usize).saturating_sub(idle);
+        gauge!(names::DB_POOL_CONNECTIONS, "pool" => pool, "state" => "in_use").set(in_use as f64);
+        gauge!(names::DB_POOL_CONNECTIONS, "pool" => pool, "state" => "idle").set(idle as f64);
+    }
+}
+
+/// Counts unpublished outbox rows and dates the oldest (lowest `seq`).
+pub async fn outbox_backlog(db: &Db) -> Result<OutboxBacklog, StoreError> {
+    let pending: i64 = with_read_pool!(db, |pool| sqlx::query_scalar(
+        "select count(*) from outbox where published_at is null"
+    )
+    .fetch_one(pool)
+    .await)?;
+    let oldest: Option<DateTime<Utc>> = with_read_pool!(db, |pool| sqlx::query_scalar(
+        "select created_at from outbox where published_at is null order by seq limit 1"
+    )
+    .fetch_optional(pool)
+    .await)?;
+    Ok(OutboxBacklog { pending, oldest })
+}
