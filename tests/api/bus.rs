@@ -18,19 +18,12 @@ use crate::helpers::{TestApp, fresh_postgres_url, spawn_app_with, test_namespace
 const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after [`DEADLINE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let started = tokio::time::Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::eventually(what, DEADLINE, check).await
 }
 
 /// Event ids of every outbox row.
@@ -69,9 +62,14 @@ pub async fn settled(app: &TestApp) {
     .await;
 }
 
-/// The messages of `<namespace>_LOAN_EVENTS`: their `Nats-Msg-Id`s, in stream order.
+/// The messages of `<namespace>_LOAN_EVENTS` on the test NATS: their `Nats-Msg-Id`s, in stream order.
 async fn stream_message_ids(namespace: &str) -> Option<Vec<String>> {
     let url = std::env::var("TEST_NATS_URL").ok()?;
+    Some(stream_message_ids_at(&url, namespace).await)
+}
+
+/// The `Nats-Msg-Id`s of `<namespace>_LOAN_EVENTS` on the NATS at `url`, in stream order.
+pub async fn stream_message_ids_at(url: &str, namespace: &str) -> Vec<String> {
     let client = async_nats::connect(url).await.expect("test NATS reachable");
     let jetstream = async_nats::jetstream::new(client);
     let mut stream = jetstream
@@ -89,7 +87,7 @@ async fn stream_message_ids(namespace: &str) -> Option<Vec<String>> {
             .expect("every message carries Nats-Msg-Id");
         ids.push(id);
     }
-    Some(ids)
+    ids
 }
 
 /// Asserts each outbox row is in the stream exactly once under its event id.
@@ -113,7 +111,7 @@ async fn assert_stream_matches_outbox(namespace: &str, db: &Db) {
 
 /// A database URL two app instances can share: a fresh PostgreSQL database,
 /// or a SQLite file in `dir`.
-async fn shared_database(dir: &TempDir) -> String {
+pub async fn shared_database(dir: &TempDir) -> String {
     match fresh_postgres_url().await {
         Some(url) => url,
         None => format!("sqlite://{}", dir.path().join("shared.db").display()),

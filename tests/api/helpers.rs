@@ -121,6 +121,21 @@ pub async fn spawn_app_at(start: chrono::DateTime<chrono::Utc>, extra: &[(&str, 
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
+    // Serving means the consumers are subscribed (they start before the
+    // listener), so a test may publish as soon as this returns.
+    let health = format!("http://{addr}/health");
+    eventually(
+        "the app to serve",
+        std::time::Duration::from_secs(30),
+        || async {
+            reqwest::get(&health)
+                .await
+                .ok()
+                .filter(|response| response.status().is_success())
+                .map(drop)
+        },
+    )
+    .await;
     TestApp {
         addr,
         client: reqwest::Client::new(),

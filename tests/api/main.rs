@@ -16,5 +16,6 @@ mod loans;
 mod migrations;
 mod notifications;
 mod ops;
+mod resilience;
 mod smtp;
 mod store;

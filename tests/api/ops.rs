@@ -217,9 +217,10 @@ async fn each_app_counts_only_its_own_requests() {
     let first = spawn_app().await;
     let second = spawn_app().await;
     for _ in 0..3 {
-        assert_eq!(first.get("/health", None).await.status(), 200);
+        assert_eq!(first.get("/ready", None).await.status(), 200);
     }
-    let health = [("route", "/health"), ("status", "200")];
+    // `/ready`, not `/health`: spawn_app itself polls /health until the app serves.
+    let health = [("route", "/ready"), ("status", "200")];
     assert_eq!(
         value_of(&scrape(&first).await, "http_requests_total", &health),
         Some(3.0)
