@@ -15,6 +15,7 @@ use crate::auth::tokens::TokenKeys;
 use crate::bus::BusConnection;
 use crate::bus::consumer::ConsumerTask;
 use crate::bus::consumer::Handler;
+use crate::bus::metered::Metered;
 use crate::bus::relay::Relay;
 use crate::clock::Clock;
 use crate::http::{self, state::AppState};
@@ -116,6 +117,11 @@ impl Application {
         let handle: ServerHandle = self.server.handle();
         let events = EventFlow::start(&self.state).await;
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let interval = self.state.settings.ops_metrics_interval;
+        let summaries = tokio::spawn(crate::metrics::summary::publish_summaries(
+            self.state.clone(),
+            interval,
+        ));
         let metrics_upkeep = tokio::spawn(metrics_upkeep(self.state.metrics.clone()));
         tokio::spawn(async move {
             shutdown.await;
@@ -128,6 +134,7 @@ impl Application {
             .await
             .context("HTTP server failed")?;
         housekeeping.abort();
+        summaries.abort();
         metrics_upkeep.abort();
         tracing::info!("HTTP stopped; draining loan actors");
         if let Err(error) = self.state.tree.clone().stop().await {
@@ -193,11 +200,12 @@ impl EventFlow {
         ];
         let mut consumers = Vec::with_capacity(handlers.len());
         for (name, handler) in handlers {
+            let metered = Arc::new(Metered::new(name, handler, state.metrics.clone()));
             consumers.push(
                 ConsumerTask::start(
                     bus.clone(),
                     crate::bus::definitions::consumer(name),
-                    handler,
+                    metered,
                 )
                 .await,
             );

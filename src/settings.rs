@@ -116,6 +116,8 @@ pub struct Settings {
     pub actor_restart_limit: u32,
     /// The restart budget's window (`ACTOR_RESTART_WINDOW_SECS`).
     pub actor_restart_window: Duration,
+    /// How often the metrics summary goes out on `ops.metrics` when on NATS (`OPS_METRICS_INTERVAL_SECS`).
+    pub ops_metrics_interval: Duration,
 }
 
 /// Shortest accepted `JWT_SECRET`, in bytes: HS256 keys shorter than the hash are weak.
@@ -218,6 +220,11 @@ impl Settings {
                 get("ACTOR_RESTART_LIMIT"),
                 3,
             )?,
+            ops_metrics_interval: Duration::from_secs(u64::from(parse_positive(
+                "OPS_METRICS_INTERVAL_SECS",
+                get("OPS_METRICS_INTERVAL_SECS"),
+                60,
+            )?)),
             actor_restart_window: Duration::from_secs(u64::from(parse_positive(
                 "ACTOR_RESTART_WINDOW_SECS",
                 get("ACTOR_RESTART_WINDOW_SECS"),

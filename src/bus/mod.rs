@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod consumer;
 pub mod definitions;
 mod in_process;
+pub mod metered;
 pub mod nats;
 pub mod relay;
 

@@ -89,6 +89,19 @@ impl NatsBus {
         &self.client
     }
 
+    /// Publishes on core NATS (no stream, no ack): for telemetry that may be
+    /// lost, like the periodic `ops.metrics` summary.
+    pub async fn publish_core(
+        &self,
+        logical_subject: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), BusError> {
+        self.client
+            .publish(self.namespace.subject(logical_subject), payload.into())
+            .await
+            .map_err(|error| BusError::Unavailable(error.to_string()))
+    }
+
     /// `Ok` while the client is connected.
     pub fn check_ready(&self) -> Result<(), BusError> {
         match self.client.connection_state() {

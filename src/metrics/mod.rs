@@ -8,6 +8,7 @@
 
 pub mod names;
 pub mod scrape;
+pub mod summary;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,15 @@ impl Metrics {
         self.record(|| {
             histogram!(names::LOAN_COMMAND_DURATION, "command" => command, "outcome" => outcome)
                 .record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// One delivery settled by `consumer` (`ack`, `retry` or `reject`).
+    pub fn event_consumed(&self, consumer: &str, outcome: &'static str) {
+        let consumer = consumer.to_owned();
+        self.record(|| {
+            counter!(names::EVENTS_CONSUMED, "consumer" => consumer, "outcome" => outcome)
+                .increment(1)
         });
     }
 

@@ -60,6 +60,18 @@ pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 /// Gauge: 1 when the last scrape could not read a source (`source` label).
 pub const SCRAPE_ERRORS: &str = "metrics_scrape_error";
 
+/// Counter: outbox rows published to the bus (acknowledged), read from the outbox.
+pub const EVENTS_PUBLISHED: &str = "events_published_total";
+
+/// Counter: deliveries settled by a consumer, by `consumer` and `outcome` (`ack`, `retry`, `reject`).
+pub const EVENTS_CONSUMED: &str = "events_consumed_total";
+
+/// Counter: inbound payment messages that could never apply (recorded and dead-lettered).
+pub const INBOUND_DEAD_LETTERS: &str = "inbound_dead_letters_total";
+
+/// Gauge: notification e-mails by delivery `status` (`pending`, `sent`, `failed`, `skipped`).
+pub const NOTIFICATION_EMAILS: &str = "notification_emails";
+
 /// Registers help texts and units with the recorder in scope.
 pub(super) fn describe() {
     describe_counter!(
@@ -132,6 +144,22 @@ pub(super) fn describe() {
     describe_gauge!(
         DB_POOL_CONNECTIONS,
         "Database connections by pool and state."
+    );
+    describe_counter!(
+        EVENTS_PUBLISHED,
+        "Outbox rows published to the bus and acknowledged."
+    );
+    describe_counter!(
+        EVENTS_CONSUMED,
+        "Deliveries settled, by consumer and outcome."
+    );
+    describe_counter!(
+        INBOUND_DEAD_LETTERS,
+        "Inbound payments that could never apply."
+    );
+    describe_gauge!(
+        NOTIFICATION_EMAILS,
+        "Notification e-mails by delivery status."
     );
     describe_gauge!(
         SCRAPE_ERRORS,

@@ -25,6 +25,10 @@ pub async fn refresh(metrics: &Metrics, tree: &LoanTree, db: &Db, now: DateTime<
     let counts = tree.counts();
     let snapshot = tree.snapshot().await;
     let backlog = outbox_backlog(db).await;
+    let flow = event_flow(db).await;
+    if let Err(error) = &flow {
+        tracing::warn!(%error, "metrics: event flow counts unreadable");
+    }
     if let Err(error) = &snapshot {
         tracing::warn!(%error, "metrics: no actor tree snapshot");
     }
@@ -40,6 +44,10 @@ pub async fn refresh(metrics: &Metrics, tree: &LoanTree, db: &Db, now: DateTime<
         flag("outbox", backlog.is_err());
         if let Ok(backlog) = backlog {
             record_backlog(backlog, now);
+        }
+        flag("event_flow", flow.is_err());
+        if let Ok(flow) = &flow {
+            record_flow(flow);
         }
         record_pools(db);
     });
@@ -136,4 +144,53 @@ pub async fn outbox_backlog(db: &Db) -> Result<OutboxBacklog, StoreError> {
     .fetch_optional(pool)
     .await)?;
     Ok(OutboxBacklog { pending, oldest })
+}
+
+/// Durable counts of the event flow, read from the tables that record it (so
+/// they survive restarts and agree across instances).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFlowCounts {
+    /// Outbox rows acknowledged by the bus.
+    pub published: i64,
+    /// Inbound messages dead-lettered.
+    pub dead_letters: i64,
+    /// Notification e-mails by delivery status.
+    pub emails: Vec<(String, i64)>,
+}
+
+/// Reads [`EventFlowCounts`].
+pub async fn event_flow(db: &Db) -> Result<EventFlowCounts, StoreError> {
+    let published: i64 = with_read_pool!(db, |pool| sqlx::query_scalar(
+        "select count(*) from outbox where published_at is not null"
+    )
+    .fetch_one(pool)
+    .await)?;
+    let dead_letters: i64 = with_read_pool!(db, |pool| sqlx::query_scalar(
+        "select count(*) from inbound_dead_letters"
+    )
+    .fetch_one(pool)
+    .await)?;
+    let emails: Vec<(String, i64)> = with_read_pool!(db, |pool| sqlx::query_as(
+        "select email_status, count(*) from notifications group by email_status"
+    )
+    .fetch_all(pool)
+    .await)?;
+    Ok(EventFlowCounts {
+        published,
+        dead_letters,
+        emails,
+    })
+}
+
+fn record_flow(flow: &EventFlowCounts) {
+    counter!(names::EVENTS_PUBLISHED).absolute(flow.published.max(0) as u64);
+    counter!(names::INBOUND_DEAD_LETTERS).absolute(flow.dead_letters.max(0) as u64);
+    for status in ["pending", "sent", "failed", "skipped"] {
+        let count = flow
+            .emails
+            .iter()
+            .find(|(name, _)| name == status)
+            .map_or(0, |(_, count)| *count);
+        gauge!(names::NOTIFICATION_EMAILS, "status" => status).set(count as f64);
+    }
 }

@@ -327,3 +327,82 @@ async fn every_described_operation_has_a_tag_a_summary_and_its_auth_errors() {
     assert_eq!(admin["security"], json!([{"bearer": []}]));
     assert!(admin["responses"].get("403").is_some());
 }
+
+#[tokio::test]
+async fn metrics_show_the_event_flow_publishing_consuming_and_mailing() {
+    let app = spawn_app().await;
+    paid_once(&app).await;
+    let samples = crate::helpers::eventually(
+        "the payment's events published, consumed and mailed",
+        std::time::Duration::from_secs(20),
+        || async {
+            let samples = scrape(&app).await;
+            let consumed = value_of(
+                &samples,
+                "events_consumed_total",
+                &[("consumer", "notifications"), ("outcome", "ack")],
+            );
+            let sent = value_of(&samples, "notification_emails", &[("status", "sent")]);
+            (consumed.unwrap_or(0.0) >= 1.0 && sent.unwrap_or(0.0) >= 1.0).then_some(samples)
+        },
+    )
+    .await;
+    assert!(
+        value_of(&samples, "events_published_total", &[]).unwrap() >= 3.0,
+        "applied, approved, payment"
+    );
+    assert!(
+        value_of(
+            &samples,
+            "events_consumed_total",
+            &[("consumer", "audit"), ("outcome", "ack")]
+        )
+        .unwrap()
+            >= 3.0
+    );
+    assert_eq!(
+        value_of(&samples, "inbound_dead_letters_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value_of(
+            &samples,
+            "metrics_scrape_error",
+            &[("source", "event_flow")]
+        ),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn a_metrics_summary_goes_out_on_ops_metrics_when_on_nats() {
+    let Ok(url) = std::env::var("TEST_NATS_URL") else {
+        eprintln!("TEST_NATS_URL not set: the in-process bus has no ops.metrics");
+        return;
+    };
+    let namespace = crate::helpers::test_namespace();
+    let client = async_nats::connect(&url).await.unwrap();
+    let mut summaries = client
+        .subscribe(format!("{namespace}.ops.metrics"))
+        .await
+        .unwrap();
+    let app = crate::helpers::spawn_app_with(&[
+        ("NATS_NAMESPACE", namespace.as_str()),
+        ("OPS_METRICS_INTERVAL_SECS", "1"),
+    ])
+    .await;
+    paid_once(&app).await;
+    let message = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        futures::StreamExt::next(&mut summaries),
+    )
+    .await
+    .expect("a summary within 20 s")
+    .expect("subscription open");
+    let summary: Value = serde_json::from_slice(&message.payload).unwrap();
+    assert!(
+        summary["loan_actors"]["spawned"].as_u64().is_some(),
+        "{summary}"
+    );
+    assert!(summary["outbox_pending"].as_i64().is_some(), "{summary}");
+}
