@@ -7,18 +7,9 @@ use loan_tracker::accounts::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TEST_JWT_SECRET, TEST_PASSWORD, TestApp, spawn_app, spawn_app_with};
-
-async fn outbox_count(app: &TestApp, event_type: &str) -> i64 {
-    let subject = format!("loans.events.{event_type}");
-    loan_tracker::with_pool!(&app.db, |pool| sqlx::query_scalar::<_, i64>(
-        "select count(*) from outbox where subject = $1"
-    )
-    .bind(&subject)
-    .fetch_one(pool)
-    .await)
-    .unwrap()
-}
+use crate::helpers::{
+    TEST_JWT_SECRET, TEST_PASSWORD, TestApp, outbox_count, spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn register_returns_a_usable_token_pair_and_records_the_event() {
@@ -34,7 +25,7 @@ async fn register_returns_a_usable_token_pair_and_records_the_event() {
     let body: Value = me.json().await.unwrap();
     assert_eq!(body["role"], "USER");
     assert!(body.get("password_hash").is_none());
-    assert_eq!(outbox_count(&app, "user.registered").await, 1);
+    assert_eq!(outbox_count(&app.db, "user.registered").await, 1);
 }
 
 #[tokio::test]
@@ -68,7 +59,7 @@ async fn register_rejects_short_passwords_taken_names_and_bad_emails() {
             "application/problem+json"
         );
     }
-    assert_eq!(outbox_count(&app, "user.registered").await, 1);
+    assert_eq!(outbox_count(&app.db, "user.registered").await, 1);
 }
 
 #[tokio::test]
@@ -96,7 +87,7 @@ async fn mass_assignment_fields_are_refused_and_change_nothing() {
     let response = app.post_json("/api/v1/auth/register", None, &body).await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(response.text().await.unwrap().contains("role"));
-    assert_eq!(outbox_count(&app, "user.registered").await, 0);
+    assert_eq!(outbox_count(&app.db, "user.registered").await, 0);
 
     let eve = app.register("eve").await;
     for extra in [
@@ -164,7 +155,7 @@ async fn unknown_email_and_wrong_password_get_the_same_401() {
     let wrong: Value = wrong.json().await.unwrap();
     let unknown: Value = unknown.json().await.unwrap();
     assert_eq!(wrong["detail"], unknown["detail"]);
-    assert_eq!(outbox_count(&app, "user.login_failed").await, 2);
+    assert_eq!(outbox_count(&app.db, "user.login_failed").await, 2);
 }
 
 fn forge(claims: Value, key: &[u8]) -> String {

@@ -4,35 +4,17 @@
 use std::time::Duration;
 
 use actors::bus::OutgoingMessage;
-use loan_tracker::accounts::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Session, TestApp, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{Session, TestApp, approved_loans, eventually, spawn_app, spawn_app_with};
 use crate::smtp::SmtpSink;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 async fn approved_loan(app: &TestApp, owner: &Session) -> Uuid {
-    let admin = app.user_with_role("admin", Role::Admin).await;
-    let body = json!({"principal": "1000.00", "annual_interest_rate": "12", "term_months": 3});
-    let loan: Value = app
-        .post_json("/api/v1/loans", Some(&owner.access_token), &body)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let loan_id: Uuid = loan["id"].as_str().unwrap().parse().unwrap();
-    let approve = app
-        .post_json(
-            &format!("/api/v1/loans/{loan_id}/approve"),
-            Some(&admin.access_token),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(approve.status(), StatusCode::OK);
-    loan_id
+    approved_loans(app, owner, 1, "1000.00").await[0]
 }
 
 async fn notification_of_kind(app: &TestApp, owner: &Session, kind: &str) -> Option<Value> {
@@ -95,7 +77,9 @@ async fn a_payment_notifies_the_owner_writes_an_eml_and_is_audited() {
         .await;
         assert!(mail.contains("owner@example.com"), "{mail}");
     }
-    let admin = app.login("admin@example.com").await;
+    let admin = app
+        .user_with_role("auditor", loan_tracker::accounts::Role::Admin)
+        .await;
     let audit = eventually("the payment in the audit log", DEADLINE, || async {
         let list: Value = app
             .get(

@@ -330,3 +330,51 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Outbox rows of one event type (e.g. `user.registered`).
+pub async fn outbox_count(db: &Db, event_type: &str) -> i64 {
+    let subject = format!("loans.events.{event_type}");
+    loan_tracker::with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(
+        "select count(*) from outbox where subject = $1"
+    )
+    .bind(&subject)
+    .fetch_one(pool)
+    .await)
+    .unwrap()
+}
+
+/// `count` APPROVED loans of `owner` (12 months at 6 %), approved by a new ADMIN, through the API.
+pub async fn approved_loans(
+    app: &TestApp,
+    owner: &Session,
+    count: usize,
+    principal: &str,
+) -> Vec<uuid::Uuid> {
+    let admin = app
+        .user_with_role(
+            &format!("admin{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            loan_tracker::accounts::Role::Admin,
+        )
+        .await;
+    let mut loans = Vec::with_capacity(count);
+    for _ in 0..count {
+        let body = serde_json::json!({"principal": principal, "annual_interest_rate": "6", "term_months": 12});
+        let loan: serde_json::Value = app
+            .post_json("/api/v1/loans", Some(&owner.access_token), &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let loan_id: uuid::Uuid = loan["id"].as_str().unwrap().parse().unwrap();
+        let approve = app
+            .post_json(
+                &format!("/api/v1/loans/{loan_id}/approve"),
+                Some(&admin.access_token),
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(approve.status(), 200, "approving a test loan");
+        loans.push(loan_id);
+    }
+    loans
+}

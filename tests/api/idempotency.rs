@@ -4,18 +4,7 @@ use loan_tracker::accounts::Role;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app};
-
-async fn events(app: &TestApp, event_type: &str) -> i64 {
-    let subject = format!("loans.events.{event_type}");
-    loan_tracker::with_pool!(&app.db, |pool| sqlx::query_scalar::<_, i64>(
-        "select count(*) from outbox where subject = $1"
-    )
-    .bind(&subject)
-    .fetch_one(pool)
-    .await)
-    .unwrap()
-}
+use crate::helpers::{outbox_count, spawn_app};
 
 #[tokio::test]
 async fn the_same_key_ten_times_at_once_acts_once() {
@@ -41,7 +30,7 @@ async fn the_same_key_ten_times_at_once_acts_once() {
         }
     }
     assert!(ok >= 1);
-    assert_eq!(events(&app, "user.deactivated").await, 1);
+    assert_eq!(outbox_count(&app.db, "user.deactivated").await, 1);
 
     let replay = app
         .client
@@ -55,7 +44,7 @@ async fn the_same_key_ten_times_at_once_acts_once() {
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     let body: serde_json::Value = replay.json().await.unwrap();
     assert_eq!(body["active"], false);
-    assert_eq!(events(&app, "user.deactivated").await, 1);
+    assert_eq!(outbox_count(&app.db, "user.deactivated").await, 1);
 }
 
 #[tokio::test]

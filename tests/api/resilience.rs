@@ -5,48 +5,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use actors::bus::OutgoingMessage;
-use loan_tracker::accounts::Role;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tempfile::TempDir;
 use uuid::Uuid;
 
 use crate::bus::{outbox_event_ids, shared_database, stream_message_ids_at, unpublished};
-use crate::helpers::{Session, TestApp, eventually, spawn_app_with, test_namespace};
+use crate::helpers::{TestApp, approved_loans, eventually, spawn_app_with, test_namespace};
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-async fn approved_loans(
-    app: &TestApp,
-    owner: &Session,
-    count: usize,
-    principal: &str,
-) -> Vec<Uuid> {
-    let admin = app
-        .user_with_role(&format!("admin{}", Uuid::new_v4().simple()), Role::Admin)
-        .await;
-    let mut loans = Vec::with_capacity(count);
-    for _ in 0..count {
-        let body = json!({"principal": principal, "annual_interest_rate": "6", "term_months": 12});
-        let loan: Value = app
-            .post_json("/api/v1/loans", Some(&owner.access_token), &body)
-            .await
-            .json()
-            .await
-            .unwrap();
-        let loan_id: Uuid = loan["id"].as_str().unwrap().parse().unwrap();
-        let approve = app
-            .post_json(
-                &format!("/api/v1/loans/{loan_id}/approve"),
-                Some(&admin.access_token),
-                &json!({}),
-            )
-            .await;
-        assert_eq!(approve.status(), StatusCode::OK);
-        loans.push(loan_id);
-    }
-    loans
-}
 
 /// 1,000 inbound messages: 830 distinct payments, 150 repeats of them, 20 that can never apply.
 fn inbound_messages(loans: &[Uuid]) -> Vec<(String, Option<&'static str>)> {

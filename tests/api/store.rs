@@ -6,7 +6,7 @@ use loan_tracker::accounts::users::{self, NewUser};
 use loan_tracker::accounts::{Email, Role, Username};
 use loan_tracker::store::{Db, StoreError};
 
-use crate::helpers::{conformance, fresh_postgres, fresh_sqlite};
+use crate::helpers::{conformance, fresh_postgres, fresh_sqlite, outbox_count};
 
 conformance!(
     a_created_user_is_found_by_email_and_id,
@@ -23,17 +23,6 @@ fn new_user(email: &str) -> NewUser {
         password_hash: "$argon2id$not-a-real-hash".into(),
         role: Role::User,
     }
-}
-
-async fn outbox_count(db: &Db, event_type: &str) -> i64 {
-    let subject = format!("loans.events.{event_type}");
-    loan_tracker::with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(
-        "select count(*) from outbox where subject = $1"
-    )
-    .bind(&subject)
-    .fetch_one(pool)
-    .await)
-    .unwrap()
 }
 
 async fn a_created_user_is_found_by_email_and_id(db: Db) {
