@@ -24,7 +24,12 @@ const MAX_KEY_LEN: usize = 255;
 
 /// The key of the current request, for handlers that derive ids from it.
 #[derive(Debug, Clone)]
-pub struct IdempotencyKey(pub String);
+pub struct IdempotencyKey {
+    /// The header value.
+    pub key: String,
+    /// When the key was first claimed (the same on every retry of it).
+    pub first_claimed_at: chrono::DateTime<Utc>,
+}
 
 /// Hoop for state-changing routes; a no-op without the header.
 #[handler]
@@ -44,8 +49,8 @@ pub async fn idempotent(
     let Ok(principal) = Principal::of(depot) else {
         return;
     };
-    match claim(req, depot, principal, &key).await {
-        Ok(Claim::Fresh) => {}
+    let first_claimed_at = match claim(req, depot, principal, &key).await {
+        Ok(Claim::Fresh { first_claimed_at }) => first_claimed_at,
         Ok(Claim::Replay { status, body }) => {
             replay(res, status, body);
             ctrl.skip_rest();
@@ -70,8 +75,11 @@ pub async fn idempotent(
             return reject(error, req, depot, res, ctrl).await;
         }
         Err(error) => return reject(error, req, depot, res, ctrl).await,
-    }
-    depot.insert_typed(IdempotencyKey(key.clone()));
+    };
+    depot.insert_typed(IdempotencyKey {
+        key: key.clone(),
+        first_claimed_at,
+    });
     ctrl.call_next(req, depot, res).await;
     finish(depot, res, principal, &key).await;
 }

@@ -16,7 +16,11 @@ pub const LOCK: Duration = Duration::seconds(60);
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
     /// First use (or a stale claim taken over): go ahead, then [`complete`].
-    Fresh,
+    Fresh {
+        /// When the key was first claimed; a takeover keeps it, so ids
+        /// derived from the key and this time are the same on every retry.
+        first_claimed_at: DateTime<Utc>,
+    },
     /// Done before: answer with this response again.
     Replay {
         /// The first response's status.
@@ -49,6 +53,7 @@ struct KeyRow {
     body_hash: String,
     response_status: Option<i32>,
     response_body: Option<Vec<u8>>,
+    created_at: DateTime<Utc>,
     locked_until: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 }
@@ -74,7 +79,7 @@ async fn try_claim(
 ) -> Result<Claim, StoreError> {
     let mut tx = db.begin().await?;
     let sql = format!(
-        "select route, body_hash, response_status, response_body, locked_until, expires_at \
+        "select route, body_hash, response_status, response_body, created_at, locked_until, expires_at \
          from idempotency_keys where user_id = $1 and idempotency_key = $2{}",
         tx.row_lock()
     );
@@ -86,12 +91,16 @@ async fn try_claim(
     let claim = match row {
         None => {
             insert(&mut tx, request, now).await?;
-            Claim::Fresh
+            Claim::Fresh {
+                first_claimed_at: now,
+            }
         }
         Some(row) if row.expires_at <= now => {
             delete_in(&mut tx, request.user_id, request.key).await?;
             insert(&mut tx, request, now).await?;
-            Claim::Fresh
+            Claim::Fresh {
+                first_claimed_at: now,
+            }
         }
         Some(row) if row.route != request.route || row.body_hash != request.body_hash => {
             Claim::Mismatch
@@ -105,7 +114,7 @@ async fn try_claim(
             body: response_body.unwrap_or_default(),
         },
         Some(row) if row.locked_until > now => Claim::InProgress,
-        Some(_) => {
+        Some(row) => {
             with_tx!(&mut tx, |conn| {
                 sqlx::query(
                 "update idempotency_keys set locked_until = $1 where user_id = $2 and idempotency_key = $3"
@@ -117,7 +126,9 @@ async fn try_claim(
             .await
             .map(drop)
             })?;
-            Claim::Fresh
+            Claim::Fresh {
+                first_claimed_at: row.created_at,
+            }
         }
     };
     tx.commit().await?;

@@ -505,3 +505,43 @@ async fn staff_apply_on_behalf_and_users_only_see_their_own_loans() {
     assert!(ids.contains(&mine.to_string().as_str()));
     assert!(second["next_cursor"].is_null());
 }
+
+#[tokio::test]
+async fn a_retry_after_a_lost_response_reuses_the_payment_instead_of_paying_twice() {
+    let fixture = Fixture::new(spawn_app().await).await;
+    let loan_id = fixture.approved_loan("1000.00", 3).await;
+    let url = fixture
+        .app
+        .url(&format!("/api/v1/loans/{loan_id}/payments"));
+    let pay = || {
+        fixture
+            .app
+            .client
+            .post(&url)
+            .bearer_auth(&fixture.owner.access_token)
+            .header("Idempotency-Key", "lost-response")
+            .json(&json!({"amount": "25.00"}))
+            .send()
+    };
+    let first: Value = pay().await.unwrap().json().await.unwrap();
+    // As if the process died after the commit but before the response was
+    // stored: the claim stays, unanswered, its lock expired.
+    loan_tracker::with_pool!(&fixture.app.db, |pool| sqlx::query(
+        "update idempotency_keys set response_status = null, response_body = null, locked_until = $1"
+    )
+    .bind(chrono::Utc::now() - chrono::Duration::minutes(5))
+    .execute(pool)
+    .await
+    .map(drop))
+    .unwrap();
+    let retry = pay().await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert!(
+        retry.headers().get("idempotent-replayed").is_none(),
+        "this is a re-execution, not a replay"
+    );
+    let retried: Value = retry.json().await.unwrap();
+    assert_eq!(retried["payment"]["id"], first["payment"]["id"]);
+    assert_eq!(fixture.payment_rows(loan_id).await, 1);
+    assert_eq!(fixture.loan(loan_id).await["total_paid"], "25.00");
+}

@@ -20,16 +20,23 @@ use crate::http::problem::ApiError;
 use crate::http::state::{AppState, app_state};
 use crate::store::loans::{DeleteOutcome, delete_loan};
 
-/// Namespace of ids derived from an Idempotency-Key, so a retried request
-/// whose first response was lost reuses the first request's id.
-const IDEMPOTENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6c6f_616e_2d74_7261_636b_6572_2d69_6473);
-
-/// A new id, or the one derived from the request's Idempotency-Key.
+/// A new id (UUIDv7), or — for a request with an Idempotency-Key — a UUIDv7
+/// whose time is the key's first claim and whose other bits hash the key, so
+/// a retry whose first response was lost reuses the first request's id (and
+/// the core treats the repeat as a no-op) while ids still sort by time.
 pub(super) fn new_id(depot: &Depot, principal: Principal, kind: &str) -> Uuid {
     match depot.get_typed::<IdempotencyKey>() {
-        Ok(IdempotencyKey(key)) => {
-            let name = format!("{kind}:{}:{key}", principal.user_id);
-            Uuid::new_v5(&IDEMPOTENT_ID_NAMESPACE, name.as_bytes())
+        Ok(IdempotencyKey {
+            key,
+            first_claimed_at,
+        }) => {
+            use sha2::Digest;
+            let digest =
+                sha2::Sha256::digest(format!("{kind}:{}:{key}", principal.user_id).as_bytes());
+            let mut random = [0u8; 10];
+            random.copy_from_slice(&digest[..10]);
+            let millis = u64::try_from(first_claimed_at.timestamp_millis()).unwrap_or(0);
+            uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
         }
         Err(_) => Uuid::now_v7(),
     }
