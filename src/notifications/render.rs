@@ -31,9 +31,13 @@ fn amount(data: &Value, field: &str) -> String {
 }
 
 fn text_for(event_type: &str, data: &Value) -> Option<(String, String)> {
-    let pair = |title: &str, body: String| Some((title.to_owned(), body));
-    match event_type {
-        "loan.applied" => pair(
+    lifecycle_text(event_type, data).or_else(|| money_text(event_type, data))
+}
+
+/// Decisions about the loan: applied, approved, rejected, cancelled, paid, written off.
+fn lifecycle_text(event_type: &str, data: &Value) -> Option<(String, String)> {
+    let (title, body) = match event_type {
+        "loan.applied" => (
             "Application received",
             format!(
                 "We received your application for {} on {}.",
@@ -41,7 +45,7 @@ fn text_for(event_type: &str, data: &Value) -> Option<(String, String)> {
                 text(&data["applied_on"])
             ),
         ),
-        "loan.approved" => pair(
+        "loan.approved" => (
             "Loan approved",
             format!(
                 "Your loan of {} was approved and disbursed on {}: {} monthly installments, the first due on {}.",
@@ -51,15 +55,37 @@ fn text_for(event_type: &str, data: &Value) -> Option<(String, String)> {
                 text(&data["first_due_date"]),
             ),
         ),
-        "loan.rejected" => pair(
+        "loan.rejected" => (
             "Loan application rejected",
             format!("Your application was rejected: {}.", text(&data["reason"])),
         ),
-        "loan.cancelled" => pair(
+        "loan.cancelled" => (
             "Application cancelled",
             "Your loan application was cancelled.".to_owned(),
         ),
-        "payment.received" => pair(
+        "loan.paid" => (
+            "Loan paid off",
+            format!(
+                "Your loan is fully paid as of {}. Thank you!",
+                text(&data["as_of"])
+            ),
+        ),
+        "loan.written_off" => (
+            "Loan written off",
+            format!(
+                "Your loan was written off with {} principal outstanding.",
+                amount(data, "principal_outstanding")
+            ),
+        ),
+        _ => return None,
+    };
+    Some((title.to_owned(), body))
+}
+
+/// Money moving or owed: payments, reversals, late fees, overdue notices.
+fn money_text(event_type: &str, data: &Value) -> Option<(String, String)> {
+    let (title, body) = match event_type {
+        "payment.received" => (
             "Payment received",
             format!(
                 "We received {} on {}: {} to fees, {} to interest, {} to principal.",
@@ -70,7 +96,7 @@ fn text_for(event_type: &str, data: &Value) -> Option<(String, String)> {
                 text(&data["allocation"]["principal"]),
             ),
         ),
-        "payment.reversed" => pair(
+        "payment.reversed" => (
             "Payment reversed",
             format!(
                 "Your payment of {} from {} was reversed on {}.",
@@ -79,7 +105,7 @@ fn text_for(event_type: &str, data: &Value) -> Option<(String, String)> {
                 text(&data["reversed_on"])
             ),
         ),
-        "late_fee.applied" => pair(
+        "late_fee.applied" => (
             "Late fee applied",
             format!(
                 "A late fee of {} was added on {} because an installment is past due.",
@@ -87,7 +113,7 @@ fn text_for(event_type: &str, data: &Value) -> Option<(String, String)> {
                 text(&data["as_of"])
             ),
         ),
-        "loan.overdue" => pair(
+        "loan.overdue" => (
             "Loan overdue",
             format!(
                 "Your loan is {} days past due as of {}. Please pay as soon as you can.",
@@ -95,22 +121,9 @@ fn text_for(event_type: &str, data: &Value) -> Option<(String, String)> {
                 text(&data["as_of"])
             ),
         ),
-        "loan.paid" => pair(
-            "Loan paid off",
-            format!(
-                "Your loan is fully paid as of {}. Thank you!",
-                text(&data["as_of"])
-            ),
-        ),
-        "loan.written_off" => pair(
-            "Loan written off",
-            format!(
-                "Your loan was written off with {} principal outstanding.",
-                amount(data, "principal_outstanding")
-            ),
-        ),
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some((title.to_owned(), body))
 }
 
 #[cfg(test)]
