@@ -14,6 +14,7 @@ pub mod events;
 pub mod healthcheck;
 pub mod http;
 pub mod inbound;
+pub mod jobs;
 pub mod mailer;
 pub mod metrics;
 pub mod notifications;

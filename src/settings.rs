@@ -118,6 +118,8 @@ pub struct Settings {
     pub actor_restart_window: Duration,
     /// How often the metrics summary goes out on `ops.metrics` when on NATS (`OPS_METRICS_INTERVAL_SECS`).
     pub ops_metrics_interval: Duration,
+    /// The scheduler: cron expressions, business time zone, batch parallelism.
+    pub jobs: crate::jobs::settings::JobSettings,
 }
 
 /// Shortest accepted `JWT_SECRET`, in bytes: HS256 keys shorter than the hash are weak.
@@ -163,7 +165,9 @@ impl Settings {
                 why: "with DATABASE_URL set, instances must share one signing key",
             });
         }
+        let jobs = crate::jobs::settings::JobSettings::from_lookup(&lookup)?;
         Ok(Self {
+            jobs,
             http_addr: parse_or(
                 "HTTP_ADDR",
                 get("HTTP_ADDR"),

@@ -28,6 +28,11 @@ const LATENCY_BUCKETS_SECONDS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Histogram buckets for job runs, in seconds: 10 ms to 1 hour (a `Full`
+/// matcher outranks the `_seconds` suffix one).
+const JOB_DURATION_BUCKETS_SECONDS: [f64; 10] =
+    [0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0];
+
 /// This application's metrics: a recorder and the handle that renders it.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -47,6 +52,11 @@ impl Metrics {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS_SECONDS)
             .expect("latency buckets are a non-empty constant")
+            .set_buckets_for_metric(
+                Matcher::Full(names::JOB_RUN_DURATION.into()),
+                &JOB_DURATION_BUCKETS_SECONDS,
+            )
+            .expect("job buckets are a non-empty constant")
             .build_recorder();
         let metrics = Self {
             handle: recorder.handle(),
@@ -89,6 +99,15 @@ impl Metrics {
         self.record(|| {
             counter!(names::EVENTS_CONSUMED, "consumer" => consumer, "outcome" => outcome)
                 .increment(1)
+        });
+    }
+
+    /// One job run that ended. `outcome` is `ok`, `partial` or `failed`.
+    pub fn job_run(&self, job: &'static str, outcome: &'static str, elapsed: Duration, processed: u64) {
+        self.record(|| {
+            counter!(names::JOB_RUNS, "job" => job, "outcome" => outcome).increment(1);
+            histogram!(names::JOB_RUN_DURATION, "job" => job).record(elapsed.as_secs_f64());
+            counter!(names::JOB_ITEMS_PROCESSED, "job" => job).increment(processed);
         });
     }
 

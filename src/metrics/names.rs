@@ -57,6 +57,14 @@ pub const OUTBOX_OLDEST_PENDING_AGE: &str = "outbox_oldest_pending_age_seconds";
 /// Gauge: database connections, by `pool` and `state` (`in_use`, `idle`).
 pub const DB_POOL_CONNECTIONS: &str = "db_pool_connections";
 
+/// Counter: job runs ended, by `job` and `outcome` (`ok`, `partial` when some
+/// loans failed, `failed` when the run stopped).
+pub const JOB_RUNS: &str = "job_runs_total";
+/// Histogram: job run duration in seconds, by `job`.
+pub const JOB_RUN_DURATION: &str = "job_run_duration_seconds";
+/// Counter: loans (overdue) or installments (reminders) handled by job runs, by `job`.
+pub const JOB_ITEMS_PROCESSED: &str = "job_items_processed_total";
+
 /// Gauge: 1 when the last scrape could not read a source (`source` label).
 pub const SCRAPE_ERRORS: &str = "metrics_scrape_error";
 
@@ -160,6 +168,12 @@ pub(super) fn describe() {
     describe_gauge!(
         NOTIFICATION_EMAILS,
         "Notification e-mails by delivery status."
+    );
+    describe_counter!(JOB_RUNS, "Job runs ended, by job and outcome.");
+    describe_histogram!(JOB_RUN_DURATION, Unit::Seconds, "Job run duration.");
+    describe_counter!(
+        JOB_ITEMS_PROCESSED,
+        "Loans or installments handled by job runs."
     );
     describe_gauge!(
         SCRAPE_ERRORS,
