@@ -20,6 +20,8 @@ use crate::bus::relay::Relay;
 use crate::clock::Clock;
 use crate::http::{self, state::AppState};
 use crate::inbound::InboundPaymentHandler;
+use crate::jobs::JobRunner;
+use crate::jobs::scheduler::JobScheduling;
 use crate::notifications::consumer::NotificationHandler;
 use crate::settings::Settings;
 use crate::store;
@@ -57,12 +59,24 @@ impl Application {
             .with_context(|| format!("binding HTTP_ADDR {}", settings.http_addr))?;
         let addr = acceptor.local_addr().context("reading the bound address")?;
         let secret = crate::secret::jwt_secret(&settings)?;
+        // One clock for everything: "today" in the business time zone.
+        let clock = clock.in_timezone(settings.jobs.business_timezone);
         let tree = LoanTree::start(
             tree_config(&settings),
             Arc::new(SqlLoanStore::new(db.clone())),
         )
         .await
         .context("starting the loan actors")?;
+        let mailer = crate::mailer::from_settings(&settings)?;
+        let metrics = crate::metrics::Metrics::new();
+        let jobs = JobRunner::new(
+            db.clone(),
+            tree.clone(),
+            mailer.clone(),
+            clock.clone(),
+            metrics.clone(),
+            settings.jobs.batch_parallelism,
+        );
         let state = Arc::new(AppState {
             tokens: TokenKeys::new(&secret, settings.access_token_ttl),
             rate_limits: RateLimits::new(
@@ -72,9 +86,10 @@ impl Application {
             refresh_ttl: chrono::Duration::from_std(settings.refresh_token_ttl)
                 .context("REFRESH_TOKEN_TTL_DAYS is too large")?,
             tree,
-            mailer: crate::mailer::from_settings(&settings)?,
+            mailer,
             clock,
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
+            jobs,
             db,
             bus,
             settings,
@@ -102,6 +117,11 @@ impl Application {
         &self.state.db
     }
 
+    /// The job runner (tests run jobs through it without HTTP).
+    pub fn jobs(&self) -> &JobRunner {
+        &self.state.jobs
+    }
+
     /// The event bus (tests publish and inspect through it).
     pub fn bus(&self) -> &BusConnection {
         &self.state.bus
@@ -116,6 +136,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let handle: ServerHandle = self.server.handle();
         let events = EventFlow::start(&self.state).await;
+        let scheduling = JobScheduling::start(self.state.jobs.clone(), &self.state.settings.jobs)
+            .await
+            .context("starting the job scheduler")?;
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let interval = self.state.settings.ops_metrics_interval;
         let summaries = tokio::spawn(crate::metrics::summary::publish_summaries(
@@ -136,7 +159,10 @@ impl Application {
         housekeeping.abort();
         summaries.abort();
         metrics_upkeep.abort();
-        tracing::info!("HTTP stopped; draining loan actors");
+        tracing::info!("HTTP stopped; stopping the scheduler");
+        // Before the actors: a run in progress still needs them for its current page.
+        scheduling.stop().await;
+        tracing::info!("draining loan actors");
         if let Err(error) = self.state.tree.clone().stop().await {
             tracing::warn!(%error, "loan actors did not drain in time");
         }

@@ -1,4 +1,5 @@
-//! `/admin`: the operator's view of the loan actor tree.
+//! `/admin`: the operator's view of the loan actor tree, and running jobs
+//! now (`jobs.rs`).
 
 use actors::tree::{BlockedLoan, LiveActor, TreeConfig, TreeCounts, TreeSnapshot};
 use chrono::{DateTime, Utc};
@@ -16,6 +17,7 @@ pub fn router() -> Router {
     Router::with_path("admin")
         .hoop(require_admin)
         .push(Router::with_path("actors").get(actor_tree))
+        .push(super::jobs::router())
 }
 
 /// The supervision tree: the root supervisor and its one child, the loan supervisor.

@@ -6,6 +6,7 @@ mod auth;
 pub mod body;
 mod health;
 pub mod idempotency;
+mod jobs;
 mod loans;
 pub mod metrics;
 mod notifications;

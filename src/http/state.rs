@@ -31,6 +31,8 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// The loan actors: every write to a loan goes through them.
     pub tree: actors::tree::LoanTree,
+    /// Runs the scheduled jobs (also on demand, `POST /admin/jobs/{name}/run`).
+    pub jobs: crate::jobs::JobRunner,
     /// This app's metrics recorder (`GET /metrics` renders it).
     pub metrics: crate::metrics::Metrics,
 }

@@ -62,7 +62,10 @@ impl RunLock {
                 .fetch_one(&mut *connection)
                 .await;
         if !matches!(unlocked, Ok(true)) {
-            tracing::warn!(?unlocked, "releasing a job run lock failed; closing its connection");
+            tracing::warn!(
+                ?unlocked,
+                "releasing a job run lock failed; closing its connection"
+            );
             connection.close_on_drop();
         }
     }

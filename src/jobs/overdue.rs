@@ -52,7 +52,10 @@ pub(super) async fn run(progress: &mut Progress<'_>) -> Result<(), JobError> {
             .buffer_unordered(runner.parallelism)
             .collect()
             .await;
-        let failed = outcomes.iter().filter(|each| matches!(each, Assessed::Failed)).count();
+        let failed = outcomes
+            .iter()
+            .filter(|each| matches!(each, Assessed::Failed))
+            .count();
         progress
             .page_done(to_u64(outcomes.len() - failed), to_u64(failed))
             .await?;
@@ -126,7 +129,10 @@ pub fn notices(loan: &Loan, as_of: NaiveDate) -> Vec<NewNotification> {
     let loan_id = loan.loan_id().as_uuid();
     let notice = |key: String, kind: &str, title: &str, body: String| NewNotification {
         user_id: loan.user_id().as_uuid(),
-        event_id: Uuid::new_v5(&NOTICE_NAMESPACE, format!("{kind}:{loan_id}:{key}").as_bytes()),
+        event_id: Uuid::new_v5(
+            &NOTICE_NAMESPACE,
+            format!("{kind}:{loan_id}:{key}").as_bytes(),
+        ),
         kind: kind.to_owned(),
         title: title.to_owned(),
         body,

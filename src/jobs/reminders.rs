@@ -59,7 +59,9 @@ pub(super) async fn run(progress: &mut Progress<'_>) -> Result<(), JobError> {
                 .await;
             let failed = failures.iter().filter(|failed| **failed).count();
             let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-            progress.page_done(count(page.len() - failed), count(failed)).await?;
+            progress
+                .page_done(count(page.len() - failed), count(failed))
+                .await?;
         }
     }
     Ok(())
@@ -110,7 +112,10 @@ async fn remind(runner: &Inner, installment: &DueInstallment, kind: &str, title:
 /// Stores `notification` unless it exists, and sends its e-mail (bounded
 /// retries) when it is new. A crash between the two leaves the e-mail
 /// pending; the notification consumer sends pending e-mails at start.
-pub(super) async fn notify(runner: &Inner, notification: &NewNotification) -> Result<(), StoreError> {
+pub(super) async fn notify(
+    runner: &Inner,
+    notification: &NewNotification,
+) -> Result<(), StoreError> {
     if let Some(stored) = insert_once(&runner.db, notification, runner.clock.now()).await? {
         deliver(&runner.db, &runner.mailer, &stored).await;
     }

@@ -42,7 +42,9 @@ impl RunOutcome {
     /// The run record, whichever case.
     pub fn record(&self) -> &RunRecord {
         match self {
-            RunOutcome::Ran(record) | RunOutcome::AlreadyDone(record) | RunOutcome::InProgress(record) => record,
+            RunOutcome::Ran(record)
+            | RunOutcome::AlreadyDone(record)
+            | RunOutcome::InProgress(record) => record,
         }
     }
 }
@@ -109,13 +111,20 @@ impl JobRunner {
 
     /// Runs `job` for `as_of` (today when `None`) unless it ran for that date
     /// already or runs elsewhere now.
-    pub async fn run(&self, job: JobName, as_of: Option<NaiveDate>) -> Result<RunOutcome, JobError> {
+    pub async fn run(
+        &self,
+        job: JobName,
+        as_of: Option<NaiveDate>,
+    ) -> Result<RunOutcome, JobError> {
         let today = self.inner.clock.today();
         let as_of = as_of.unwrap_or(today);
         if as_of > today {
             return Err(JobError::FutureDate { as_of, today });
         }
-        let turn = JobName::ALL.iter().position(|each| *each == job).expect("every job is in ALL");
+        let turn = JobName::ALL
+            .iter()
+            .position(|each| *each == job)
+            .expect("every job is in ALL");
         let _turn = self.inner.turns[turn].lock().await;
         let Some(lock) = RunLock::try_acquire(&self.inner.db, job, as_of).await? else {
             return in_progress(&self.inner.db, job, as_of, &self.inner.owner).await;
@@ -152,8 +161,15 @@ impl JobRunner {
         let mut record = progress.record;
         if let Err(error) = worked {
             // Let the next start (or another instance) resume it at once.
-            let _ = runs::renew(&self.inner.db, &record, self.inner.clock.now() - Duration::seconds(1)).await;
-            self.inner.metrics.job_run(job.as_str(), "failed", started.elapsed(), record.processed);
+            let _ = runs::renew(
+                &self.inner.db,
+                &record,
+                self.inner.clock.now() - Duration::seconds(1),
+            )
+            .await;
+            self.inner
+                .metrics
+                .job_run(job.as_str(), "failed", started.elapsed(), record.processed);
             return Err(error);
         }
         record.finished_at = Some(self.inner.clock.now());
@@ -161,7 +177,9 @@ impl JobRunner {
             return Err(JobError::LostLease { job, as_of });
         }
         let outcome = if record.errors == 0 { "ok" } else { "partial" };
-        self.inner.metrics.job_run(job.as_str(), outcome, started.elapsed(), record.processed);
+        self.inner
+            .metrics
+            .job_run(job.as_str(), outcome, started.elapsed(), record.processed);
         tracing::info!(%job, %as_of, processed = record.processed, errors = record.errors, elapsed_ms = started.elapsed().as_millis(), "job run finished");
         Ok(record)
     }
@@ -198,7 +216,12 @@ pub fn catch_up_dates(last_finished: Option<NaiveDate>, latest: NaiveDate) -> Ve
 }
 
 /// The record of a run another instance holds the lock of.
-async fn in_progress(db: &Db, job: JobName, as_of: NaiveDate, owner: &str) -> Result<RunOutcome, JobError> {
+async fn in_progress(
+    db: &Db,
+    job: JobName,
+    as_of: NaiveDate,
+    owner: &str,
+) -> Result<RunOutcome, JobError> {
     Ok(match runs::get(db, job, as_of).await? {
         Some(record) if record.finished_at.is_some() => RunOutcome::AlreadyDone(record),
         Some(record) => RunOutcome::InProgress(record),
@@ -257,7 +280,10 @@ mod tests {
             [date("2026-03-02"), date("2026-03-03"), date("2026-03-04")]
         );
         assert!(catch_up_dates(Some(date("2026-03-04")), date("2026-03-04")).is_empty());
-        assert_eq!(catch_up_dates(None, date("2026-03-04")), [date("2026-03-04")]);
+        assert_eq!(
+            catch_up_dates(None, date("2026-03-04")),
+            [date("2026-03-04")]
+        );
     }
 
     #[test]

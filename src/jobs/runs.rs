@@ -17,8 +17,7 @@ use crate::{with_read_pool, with_tx};
 /// `job.started` before its `job.finished`.
 const RUN_AGGREGATE_NAMESPACE: Uuid = Uuid::from_u128(0x6a6f_622d_7275_6e73_2d61_6767_7265_6761);
 
-const COLUMNS: &str =
-    "job, as_of, owner, started_at, lease_until, finished_at, processed, errors";
+const COLUMNS: &str = "job, as_of, owner, started_at, lease_until, finished_at, processed, errors";
 
 #[derive(Debug, FromRow)]
 struct RunRow {
@@ -37,13 +36,13 @@ impl TryFrom<RunRow> for RunRecord {
 
     fn try_from(row: RunRow) -> Result<Self, StoreError> {
         let count = |value: i64| {
-            u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative count {value} in job_runs")))
+            u64::try_from(value)
+                .map_err(|_| StoreError::Corrupt(format!("negative count {value} in job_runs")))
         };
         Ok(RunRecord {
-            job: row
-                .job
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("unknown job {:?} in job_runs", row.job)))?,
+            job: row.job.parse().map_err(|_| {
+                StoreError::Corrupt(format!("unknown job {:?} in job_runs", row.job))
+            })?,
             as_of: row.as_of,
             owner: row.owner,
             started_at: row.started_at,
@@ -89,7 +88,8 @@ pub async fn claim(
     claimant: Claimant<'_>,
 ) -> Result<Claim, StoreError> {
     let mut tx = db.begin().await?;
-    let inserted = with_tx!(&mut tx, |conn| sqlx::query(
+    let inserted = with_tx!(&mut tx, |conn| {
+        sqlx::query(
         "insert into job_runs (job, as_of, owner, started_at, lease_until) values ($1, $2, $3, $4, $5) \
          on conflict (job, as_of) do nothing"
     )
@@ -100,7 +100,8 @@ pub async fn claim(
     .bind(claimant.lease_until)
     .execute(conn)
     .await
-    .map(|done| done.rows_affected()))?;
+    .map(|done| done.rows_affected())
+    })?;
     if inserted == 0 {
         let existing = fetch_in(&mut tx, job, as_of).await?;
         if existing.finished_at.is_some() {
@@ -127,8 +128,13 @@ pub async fn claim(
 }
 
 /// Moves an unfinished run to `claimant`, unless its row changed since it was read.
-async fn take_over(tx: &mut Tx, existing: &RunRow, claimant: Claimant<'_>) -> Result<bool, StoreError> {
-    let updated = with_tx!(tx, |conn| sqlx::query(
+async fn take_over(
+    tx: &mut Tx,
+    existing: &RunRow,
+    claimant: Claimant<'_>,
+) -> Result<bool, StoreError> {
+    let updated = with_tx!(tx, |conn| {
+        sqlx::query(
         "update job_runs set owner = $1, started_at = $2, lease_until = $3, processed = 0, errors = 0 \
          where job = $4 and as_of = $5 and finished_at is null and owner = $6 and lease_until = $7"
     )
@@ -141,7 +147,8 @@ async fn take_over(tx: &mut Tx, existing: &RunRow, claimant: Claimant<'_>) -> Re
     .bind(existing.lease_until)
     .execute(conn)
     .await
-    .map(|done| done.rows_affected()))?;
+    .map(|done| done.rows_affected())
+    })?;
     Ok(updated == 1)
 }
 
@@ -171,7 +178,9 @@ pub async fn renew(
 /// Marks the run finished with its counts and writes `job.finished` to the
 /// outbox in the same transaction. False if the run was no longer ours.
 pub async fn finish(db: &Db, record: &RunRecord) -> Result<bool, StoreError> {
-    let finished_at = record.finished_at.expect("finish is given a finished record");
+    let finished_at = record
+        .finished_at
+        .expect("finish is given a finished record");
     let mut tx = db.begin().await?;
     let updated = with_tx!(&mut tx, |conn| sqlx::query(
         "update job_runs set finished_at = $1, processed = $2, errors = $3 \
@@ -207,12 +216,14 @@ pub async fn get(db: &Db, job: JobName, as_of: NaiveDate) -> Result<Option<RunRe
 
 /// The latest date `job` finished a run for (catch-up starts after it).
 pub async fn last_finished(db: &Db, job: JobName) -> Result<Option<NaiveDate>, StoreError> {
-    Ok(with_read_pool!(db, |pool| sqlx::query_scalar(
+    Ok(with_read_pool!(db, |pool| {
+        sqlx::query_scalar(
         "select as_of from job_runs where job = $1 and finished_at is not null order by as_of desc limit 1"
     )
     .bind(job.as_str())
     .fetch_optional(pool)
-    .await)?)
+    .await
+    })?)
 }
 
 async fn fetch_in(tx: &mut Tx, job: JobName, as_of: NaiveDate) -> Result<RunRow, StoreError> {
@@ -220,11 +231,13 @@ async fn fetch_in(tx: &mut Tx, job: JobName, as_of: NaiveDate) -> Result<RunRow,
         "select {COLUMNS} from job_runs where job = $1 and as_of = $2{}",
         tx.row_lock()
     );
-    Ok(with_tx!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(job.as_str())
-        .bind(as_of)
-        .fetch_one(conn)
-        .await)?)
+    Ok(with_tx!(tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(
+        sql
+    ))
+    .bind(job.as_str())
+    .bind(as_of)
+    .fetch_one(conn)
+    .await)?)
 }
 
 /// The outbox row of a run event (`job.started`, `job.finished`).

@@ -100,14 +100,18 @@ impl Actor for Scheduler {
                 state.again.insert(job);
             }
             SchedulerMsg::Due(job) => {
-                let Some((_, schedule)) = state.args.schedules.iter().find(|(each, _)| *each == job) else {
+                let Some((_, schedule)) =
+                    state.args.schedules.iter().find(|(each, _)| *each == job)
+                else {
                     return Ok(());
                 };
                 let (runner, schedule) = (state.args.runner.clone(), schedule.clone());
                 let task = tokio::spawn(async move {
                     match runner.catch_up(job, &schedule).await {
                         Ok(runs) => tracing::debug!(%job, runs, "scheduled catch-up done"),
-                        Err(error) => tracing::error!(%job, %error, "scheduled job run failed; the next fire retries"),
+                        Err(error) => {
+                            tracing::error!(%job, %error, "scheduled job run failed; the next fire retries")
+                        }
                     }
                     let _ = myself.cast(SchedulerMsg::Done(job));
                 });
@@ -187,7 +191,8 @@ impl Actor for JobsSupervisor {
         myself: ActorRef<()>,
         args: SchedulerArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
-        let (scheduler, _) = Actor::spawn_linked(None, Scheduler, args.clone(), myself.get_cell()).await?;
+        let (scheduler, _) =
+            Actor::spawn_linked(None, Scheduler, args.clone(), myself.get_cell()).await?;
         Ok(SupervisorState {
             args,
             scheduler,
@@ -251,7 +256,13 @@ impl JobScheduling {
     /// (their runs stay unfinished and are resumed by the next start).
     pub async fn stop(self) {
         self.runner.interrupt();
-        let _ = self.supervisor.stop_children_and_wait(None, Some(STOP_TIMEOUT)).await;
-        let _ = self.supervisor.stop_and_wait(None, Some(STOP_TIMEOUT)).await;
+        let _ = self
+            .supervisor
+            .stop_children_and_wait(None, Some(STOP_TIMEOUT))
+            .await;
+        let _ = self
+            .supervisor
+            .stop_and_wait(None, Some(STOP_TIMEOUT))
+            .await;
     }
 }

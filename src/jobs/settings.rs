@@ -79,8 +79,16 @@ impl JobSettings {
     /// setting disables its job, an unset one takes the default.
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         Ok(Self {
-            reminder_cron: cron_setting("REMINDER_CRON", lookup("REMINDER_CRON"), DEFAULT_REMINDER_CRON)?,
-            overdue_cron: cron_setting("OVERDUE_CRON", lookup("OVERDUE_CRON"), DEFAULT_OVERDUE_CRON)?,
+            reminder_cron: cron_setting(
+                "REMINDER_CRON",
+                lookup("REMINDER_CRON"),
+                DEFAULT_REMINDER_CRON,
+            )?,
+            overdue_cron: cron_setting(
+                "OVERDUE_CRON",
+                lookup("OVERDUE_CRON"),
+                DEFAULT_OVERDUE_CRON,
+            )?,
             business_timezone: timezone_setting(lookup("BUSINESS_TIMEZONE"))?,
             batch_parallelism: parallelism_setting(lookup("JOB_BATCH_PARALLELISM"))?,
         })

@@ -103,7 +103,13 @@ impl Metrics {
     }
 
     /// One job run that ended. `outcome` is `ok`, `partial` or `failed`.
-    pub fn job_run(&self, job: &'static str, outcome: &'static str, elapsed: Duration, processed: u64) {
+    pub fn job_run(
+        &self,
+        job: &'static str,
+        outcome: &'static str,
+        elapsed: Duration,
+        processed: u64,
+    ) {
         self.record(|| {
             counter!(names::JOB_RUNS, "job" => job, "outcome" => outcome).increment(1);
             histogram!(names::JOB_RUN_DURATION, "job" => job).record(elapsed.as_secs_f64());
