@@ -225,6 +225,11 @@ fn matrix() -> Vec<Entry> {
             "/api/v1/admin/actors",
             [401, 403, 403, 403, 200],
         ),
+        entry(
+            Method::POST,
+            "/api/v1/admin/jobs/overdue/run",
+            [401, 403, 403, 403, 200],
+        ),
     ]
 }
 

@@ -63,6 +63,17 @@ fn a_malformed_setting_exits_1_naming_it() {
 }
 
 #[test]
+fn a_bad_cron_setting_exits_1_naming_it() {
+    for name in ["OVERDUE_CRON", "REMINDER_CRON"] {
+        let (output, _dir) = run(&["serve"], &[(name, "30 0 * * *")]);
+        assert_eq!(output.status.code(), Some(1), "{name}");
+        let message = stderr(&output);
+        assert_eq!(message.trim().lines().count(), 1, "{message}");
+        assert!(message.contains(name), "{message}");
+    }
+}
+
+#[test]
 fn every_subcommand_has_help() {
     for args in [
         &["--help"][..],

@@ -30,6 +30,8 @@ pub struct TestApp {
     pub tree: actors::tree::LoanTree,
     /// The app's clock (manual: tests move it).
     pub clock: loan_tracker::clock::Clock,
+    /// The app's job runner (runs jobs without HTTP).
+    pub jobs: loan_tracker::jobs::JobRunner,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _data_dir: TempDir,
@@ -72,6 +74,9 @@ pub async fn test_settings(data_dir: &TempDir, extra: &[(&str, &str)]) -> Settin
         // Tests drive many requests from one address; the limiter tests set their own.
         ("RATE_LIMIT_PER_MIN".into(), "1000000".into()),
         ("LOGIN_RATE_LIMIT_PER_MIN".into(), "1000000".into()),
+        // No cron fires in tests: they run jobs through the API or `TestApp::jobs`.
+        ("REMINDER_CRON".into(), String::new()),
+        ("OVERDUE_CRON".into(), String::new()),
     ]);
     if let Some(url) = fresh_postgres_url().await {
         vars.insert("DATABASE_URL".into(), url);
@@ -116,6 +121,7 @@ pub async fn spawn_app_at(start: chrono::DateTime<chrono::Utc>, extra: &[(&str, 
     let addr = app.addr();
     let db = app.db().clone();
     let tree = app.tree().clone();
+    let jobs = app.jobs().clone();
     let bus = app.bus().as_bus();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
@@ -142,6 +148,7 @@ pub async fn spawn_app_at(start: chrono::DateTime<chrono::Utc>, extra: &[(&str, 
         db,
         tree,
         clock,
+        jobs,
         bus,
         data_dir: data_dir.path().to_path_buf(),
         stop: Some(stop),

@@ -11,6 +11,7 @@ mod edge;
 mod events_flow;
 mod helpers;
 mod idempotency;
+mod jobs;
 mod loan_store;
 mod loans;
 mod migrations;
