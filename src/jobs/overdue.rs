@@ -138,7 +138,7 @@ pub fn notices(loan: &Loan, as_of: NaiveDate) -> Vec<NewNotification> {
         body,
     };
     let mut notices = Vec::new();
-    if days_past_due >= 8 && (days_past_due - 1) % 7 == 0 {
+    if days_past_due >= 8 && (days_past_due - 1).is_multiple_of(7) {
         let oldest_due = as_of - Duration::days(i64::from(days_past_due));
         let week = (days_past_due - 1) / 7;
         notices.push(notice(
