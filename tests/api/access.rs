@@ -227,7 +227,7 @@ fn matrix() -> Vec<Entry> {
         ),
         entry(
             Method::POST,
-            "/api/v1/admin/jobs/overdue/run",
+            "/api/v1/admin/jobs/{job}/run",
             [401, 403, 403, 403, 200],
         ),
     ]
@@ -363,6 +363,7 @@ fn concrete(path: &str, callers: &Callers, target: &Target) -> String {
         .replace("{loan}", &text(target.loan_id))
         .replace("{payment}", &text(target.payment_id))
         .replace("{notification}", &text(target.notification_id))
+        .replace("{job}", "overdue")
 }
 
 /// (METHOD, path template) of every operation `/openapi.json` describes.
@@ -410,7 +411,8 @@ async fn every_route_answers_each_caller_as_the_rules_say() {
                 e.path
                     .replace("{loan}", "{id}")
                     .replace("{payment}", "{id}")
-                    .replace("{notification}", "{id}"),
+                    .replace("{notification}", "{id}")
+                    .replace("{job}", "{name}"),
             )
         })
         .collect();
