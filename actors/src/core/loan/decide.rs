@@ -242,6 +242,9 @@ impl Loan {
 
     /// Installments more than `grace_days` past due on `as_of`, principal or interest
     /// unpaid (late fees ignored: no pyramiding), and never charged a fee before.
+    /// Lateness is judged fee-blind, but the fee is `late_fee_rate` % of the
+    /// installment's principal and interest actually unpaid (SPEC §3): money
+    /// that went to an earlier fee did not pay this installment.
     fn late_fees_due(&self, as_of: NaiveDate) -> Result<Vec<AssessedFee>, LoanError> {
         let currency = self.terms().currency();
         let grace_days = i64::from(self.terms().grace_days().get());
@@ -253,7 +256,9 @@ impl Loan {
             {
                 continue;
             }
-            let base = Money::from_minor(unpaid, currency)?;
+            let actually_unpaid =
+                installment.principal_unpaid_minor() + installment.interest_unpaid_minor();
+            let base = Money::from_minor(actually_unpaid, currency)?;
             let fee = base.percent_of(self.terms().late_fee_rate().percent())?;
             // A fee that rounds to nothing is not worth an event.
             if !fee.is_zero() {
