@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
-use crate::settings::SettingsError;
+use crate::settings::{SettingsError, invalid};
 
 /// Default `REMINDER_CRON`: every day at 06:00 in the business time zone.
 pub const DEFAULT_REMINDER_CRON: &str = "0 0 6 * * *";
@@ -93,10 +93,6 @@ impl JobSettings {
             batch_parallelism: parallelism_setting(lookup("JOB_BATCH_PARALLELISM"))?,
         })
     }
-}
-
-fn invalid(name: &'static str, reason: String) -> SettingsError {
-    SettingsError::Invalid { name, reason }
 }
 
 fn cron_setting(
