@@ -27,8 +27,8 @@ use salvo::prelude::*;
 
 use self::state::{AppState, InjectState};
 
-/// Builds the service: every route, the hoops that wrap them, the error catcher.
-pub fn service(state: Arc<AppState>) -> Service {
+/// Every route the service answers (the OpenAPI document and `/docs` included).
+pub fn router() -> Router {
     let api = Router::with_path("api/v1")
         .hoop(crate::auth::access::authenticate)
         .hoop(crate::auth::rate_limit::limit_requests)
@@ -51,7 +51,12 @@ pub fn service(state: Arc<AppState>) -> Service {
             .title("loan-tracker API")
             .into_router("docs"),
     );
-    Service::new(router)
+    router
+}
+
+/// Builds the service: every route, the hoops that wrap them, the error catcher.
+pub fn service(state: Arc<AppState>) -> Service {
+    Service::new(router())
         .hoop(request_log::log_requests)
         .hoop(metrics::RecordHttp(state.metrics.clone()))
         .hoop(salvo::size_limiter::max_size(body::MAX_BODY_BYTES as u64))

@@ -18,5 +18,6 @@ mod migrations;
 mod notifications;
 mod ops;
 mod resilience;
+mod routes;
 mod smtp;
 mod store;
