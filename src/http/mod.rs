@@ -46,12 +46,11 @@ pub fn router() -> Router {
         .push(Router::with_path("metrics").get(metrics::metrics))
         .push(api);
     let spec = openapi(&router);
-    let router = router.push(spec.into_router("openapi.json")).push(
+    router.push(spec.into_router("openapi.json")).push(
         SwaggerUi::new("/openapi.json")
             .title("loan-tracker API")
             .into_router("docs"),
-    );
-    router
+    )
 }
 
 /// Builds the service: every route, the hoops that wrap them, the error catcher.
