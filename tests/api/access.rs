@@ -367,7 +367,7 @@ fn concrete(path: &str, callers: &Callers, target: &Target) -> String {
 }
 
 /// (METHOD, path template) of every operation `/openapi.json` describes.
-async fn described_routes(app: &TestApp) -> BTreeSet<(String, String)> {
+pub async fn described_routes(app: &TestApp) -> BTreeSet<(String, String)> {
     let spec: Value = app.get("/openapi.json", None).await.json().await.unwrap();
     spec["paths"]
         .as_object()
