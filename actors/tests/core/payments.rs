@@ -431,3 +431,37 @@ fn a_back_dated_payment_reallocates_the_later_ones() {
         2
     );
 }
+
+#[test]
+fn money_that_paid_an_earlier_fee_does_not_shrink_a_later_fee() {
+    let mut loan = approved(reference_terms(), date(2024, 1, 15));
+    run(
+        &mut loan,
+        LoanCommand::AssessLateFees {
+            as_of: date(2024, 2, 16),
+        },
+        date(2024, 2, 16),
+    );
+    // Installment 1 and its 26.65 fee paid in full; installment 2 not at all.
+    run(
+        &mut loan,
+        pay(1, usd("915.14"), date(2024, 2, 17)),
+        date(2024, 2, 17),
+    );
+    let assessed = run(
+        &mut loan,
+        LoanCommand::AssessLateFees {
+            as_of: date(2024, 3, 20),
+        },
+        date(2024, 3, 20),
+    );
+    let fee = assessed.iter().find_map(|event| match event {
+        LoanEvent::LateFeesAssessed { fees, .. } => fees.first().copied(),
+        _ => None,
+    });
+    let fee = fee.expect("installment 2 is late");
+    assert_eq!(
+        (fee.seq, fee.base.to_string(), fee.fee.to_string()),
+        (2, "888.49".into(), "26.65".into())
+    );
+}
