@@ -545,3 +545,65 @@ async fn a_retry_after_a_lost_response_reuses_the_payment_instead_of_paying_twic
     assert_eq!(fixture.payment_rows(loan_id).await, 1);
     assert_eq!(fixture.loan(loan_id).await["total_paid"], "25.00");
 }
+
+#[tokio::test]
+async fn a_thousand_loans_touched_go_live_then_all_passivate_and_reload_correctly() {
+    use actors::core::{
+        Currency, Loan, LoanCommand, LoanId, LoanTerms, Money, Rate, TermMonths, UserId,
+    };
+    use actors::tree::LoanRequest;
+
+    let fixture = Fixture::new(spawn_app_with(&[("LOAN_ACTOR_IDLE_SECS", "10")]).await).await;
+    let tree = fixture.app.tree.clone();
+    let started = std::time::Instant::now();
+    let owner = UserId::new(fixture.owner.user_id);
+    let now = fixture.app.clock.now();
+    let terms = LoanTerms::new(
+        Money::parse("1000.00", Currency::USD).unwrap(),
+        Rate::parse("12").unwrap(),
+        TermMonths::new(6).unwrap(),
+    )
+    .unwrap();
+    let mut loans = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        let (loan, _) = Loan::apply_for(
+            LoanId::new(Uuid::now_v7()),
+            owner,
+            terms.clone(),
+            now.date_naive(),
+        );
+        let loan_id = loan.loan_id();
+        tree.create(loan, now, Some(owner)).await.unwrap().unwrap();
+        loans.push(loan_id);
+    }
+    let live = tree.snapshot().await.unwrap().live_count;
+    let counts = tree.counts();
+    assert_eq!(counts.spawned, 1000);
+    if started.elapsed() < Duration::from_secs(9) {
+        assert_eq!(
+            live, 1000,
+            "every touched loan is live before its idle time"
+        );
+    } else {
+        // A slow machine: the first ones may already have gone idle.
+        assert_eq!(live as u64 + counts.passivated, 1000);
+    }
+    eventually(
+        "all 1,000 actors passivated",
+        Duration::from_secs(30),
+        || async { (tree.snapshot().await.unwrap().live_count == 0).then_some(()) },
+    )
+    .await;
+    for loan_id in loans.iter().step_by(100) {
+        let request = LoanRequest {
+            command: LoanCommand::Approve {
+                disbursed_on: now.date_naive(),
+            },
+            today: now.date_naive(),
+            now,
+            actor_id: Some(owner),
+        };
+        let applied = tree.execute(*loan_id, request).await.unwrap().unwrap();
+        assert_eq!(applied.version, 2, "reloaded from the store at version 1");
+    }
+}
