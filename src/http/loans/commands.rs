@@ -8,8 +8,8 @@ use actors::tree::{Applied, LoanRequest};
 use salvo::prelude::*;
 use uuid::Uuid;
 
+use super::accessible_loan;
 use super::errors::{rejection, tree_failure};
-use super::visible_loan;
 use super::wire::{ApplyRequest, ApproveRequest, LoanBody, Now, RejectRequest};
 use crate::accounts::users;
 use crate::auth::access::Principal;
@@ -173,7 +173,7 @@ async fn command_on_visible(
     let state = app_state(depot)?;
     let principal = Principal::of(depot)?;
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
-    visible_loan(&state, principal, loan_id).await?;
+    accessible_loan(&state, principal, loan_id).await?;
     let now = Now::read(&state.clock);
     let applied = execute(&state, principal, loan_id, command(now), now).await?;
     Ok(Json(LoanBody::new(
@@ -209,8 +209,8 @@ pub async fn cancel(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBod
     let state = app_state(depot)?;
     let principal = Principal::of(depot)?;
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
-    let view = visible_loan(&state, principal, loan_id).await?;
-    if view.owner() != UserId::new(principal.user_id) {
+    let (owner, _) = accessible_loan(&state, principal, loan_id).await?;
+    if owner != UserId::new(principal.user_id) {
         return Err(ApiError::Forbidden(
             "only the borrower may cancel an application; staff reject it".into(),
         ));

@@ -9,13 +9,13 @@ pub mod wire;
 
 pub use reads::list_for;
 
-use actors::core::{LoanId, UserId};
+use actors::core::{Currency, LoanId, UserId};
 use salvo::prelude::*;
 
 use crate::auth::access::{Principal, require_admin, require_staff, require_user};
 use crate::http::problem::ApiError;
 use crate::http::state::AppState;
-use crate::store::loans::{LoanView, get_loan};
+use crate::store::loans::{LoanView, get_loan, loan_access};
 
 /// The `/loans` and `/payments` routes.
 pub fn routers() -> Vec<Router> {
@@ -63,6 +63,26 @@ pub fn routers() -> Vec<Router> {
             ),
         );
     vec![loans, payments]
+}
+
+/// Owner and currency of `loan_id` if the caller may see it; 404 otherwise.
+/// The cheap check in front of every command (the actor has the loan itself).
+async fn accessible_loan(
+    state: &AppState,
+    principal: Principal,
+    loan_id: LoanId,
+) -> Result<(UserId, Currency), ApiError> {
+    match loan_access(&state.db, loan_id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Some((owner, currency))
+            if principal.is_staff() || owner == UserId::new(principal.user_id) =>
+        {
+            Ok((owner, currency))
+        }
+        _ => Err(ApiError::NotFound("loan not found".into())),
+    }
 }
 
 /// The loan `loan_id` if the caller may see it; 404 otherwise (as if it did not exist).

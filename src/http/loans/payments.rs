@@ -6,8 +6,8 @@ use chrono::NaiveDate;
 use salvo::prelude::*;
 use uuid::Uuid;
 
+use super::accessible_loan;
 use super::commands::{execute, new_id};
-use super::visible_loan;
 use super::wire::{LoanBody, LoanPaymentRequest, Now, PaymentBody, PaymentRequest, PaymentResult};
 use crate::auth::access::Principal;
 use crate::http::body;
@@ -25,8 +25,7 @@ async fn pay_into(
 ) -> Result<PaymentResult, ApiError> {
     let state = app_state(depot)?;
     let principal = Principal::of(depot)?;
-    let view = visible_loan(&state, principal, loan_id).await?;
-    let currency = view.loan.terms().currency();
+    let (_, currency) = accessible_loan(&state, principal, loan_id).await?;
     let amount = Money::parse_positive(amount, currency)
         .map_err(|error| ApiError::Unprocessable(format!("amount: {error}")))?;
     let now = Now::read(&state.clock);
@@ -136,7 +135,7 @@ pub async fn list_for_loan(
 ) -> Result<Json<Page<PaymentBody>>, ApiError> {
     let state = app_state(depot)?;
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
-    visible_loan(&state, Principal::of(depot)?, loan_id).await?;
+    accessible_loan(&state, Principal::of(depot)?, loan_id).await?;
     list_with(
         req,
         depot,

@@ -13,7 +13,7 @@ mod write;
 
 pub use queries::{
     DeleteOutcome, LoanFilter, LoanSummary, PaymentFilter, StoredPayment, delete_loan, get_payment,
-    list_loans, list_payments, loan_owner,
+    list_loans, list_payments, loan_access, loan_owner,
 };
 
 use actors::core::{Loan, LoanId, UserId};

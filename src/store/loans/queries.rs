@@ -260,6 +260,26 @@ pub async fn loan_owner(db: &Db, loan_id: LoanId) -> Result<Option<UserId>, Stor
     Ok(owner.map(UserId::new))
 }
 
+/// Who owns a loan and its currency, `None` if there is no such loan: what
+/// a command needs checked before it goes to the actor, in one small read.
+pub async fn loan_access(
+    db: &Db,
+    loan_id: LoanId,
+) -> Result<Option<(UserId, Currency)>, StoreError> {
+    let row: Option<(Uuid, String)> = with_read_pool!(db, |pool| sqlx::query_as(
+        "select user_id, currency from loans where id = $1"
+    )
+    .bind(loan_id.as_uuid())
+    .fetch_optional(pool)
+    .await)?;
+    row.map(|(owner, currency)| {
+        Currency::parse(&currency)
+            .map(|currency| (UserId::new(owner), currency))
+            .map_err(|error| StoreError::Corrupt(format!("loans.currency of {loan_id}: {error}")))
+    })
+    .transpose()
+}
+
 /// What [`delete_loan`] did; the edge answers 204, 404 or 409.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
