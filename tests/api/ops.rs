@@ -343,7 +343,16 @@ async fn metrics_show_the_event_flow_publishing_consuming_and_mailing() {
                 &[("consumer", "notifications"), ("outcome", "ack")],
             );
             let sent = value_of(&samples, "notification_emails", &[("status", "sent")]);
-            (consumed.unwrap_or(0.0) >= 1.0 && sent.unwrap_or(0.0) >= 1.0).then_some(samples)
+            // Consumers run independently on NATS: wait for the audit one too.
+            let audited = value_of(
+                &samples,
+                "events_consumed_total",
+                &[("consumer", "audit"), ("outcome", "ack")],
+            );
+            let done = consumed.unwrap_or(0.0) >= 1.0
+                && sent.unwrap_or(0.0) >= 1.0
+                && audited.unwrap_or(0.0) >= 3.0;
+            done.then_some(samples)
         },
     )
     .await;
