@@ -140,52 +140,24 @@ impl TryFrom<PaymentRow> for StoredPayment {
     }
 }
 
-/// `where …` with numbered placeholders for the conditions that apply,
-/// and the number of the next placeholder.
-fn where_clause(conditions: &[(&str, bool)]) -> (String, usize) {
-    let mut parts = Vec::new();
-    for (column, applies) in conditions {
-        if *applies {
-            parts.push(format!("{column} ${}", parts.len() + 1));
-        }
-    }
-    let next = parts.len() + 1;
-    if parts.is_empty() {
-        return (String::new(), next);
-    }
-    (format!(" where {}", parts.join(" and ")), next)
-}
-
-/// Loans matching `filter`, newest first, one page at a time.
+/// Loans matching `filter`, newest first, one page at a time. Absent filters
+/// bind NULL (`$n is null or …`), so one SQL text serves every combination.
 pub async fn list_loans(
     db: &Db,
     filter: LoanFilter,
     page: PageRequest,
 ) -> Result<Page<LoanSummary>, StoreError> {
-    let (conditions, limit_placeholder) = where_clause(&[
-        ("user_id =", filter.user_id.is_some()),
-        ("status =", filter.status.is_some()),
-        ("id <", page.after().is_some()),
-    ]);
     let sql = format!(
-        "select {LOAN_COLUMNS} from loans{conditions} order by id desc limit ${limit_placeholder}"
+        "select {LOAN_COLUMNS} from loans where ($1 is null or user_id = $1) \
+         and ($2 is null or status = $2) and ($3 is null or id < $3) order by id desc limit $4"
     );
-    let rows: Vec<LoanRow> = with_read_pool!(db, |pool| {
-        let mut query = sqlx::query_as(AssertSqlSafe(sql));
-        if let Some(user_id) = filter.user_id {
-            query = query.bind(user_id.as_uuid());
-        }
-        if let Some(status) = filter.status {
-            query = query.bind(status.as_str());
-        }
-        if let Some(after) = page.after() {
-            query = query.bind(after);
-        }
-        query
-            .bind(i64::from(page.limit()) + 1)
-            .fetch_all(pool)
-            .await
-    })?;
+    let rows: Vec<LoanRow> = with_read_pool!(db, |pool| sqlx::query_as(AssertSqlSafe(sql))
+        .bind(filter.user_id.map(UserId::as_uuid))
+        .bind(filter.status.map(LoanStatus::as_str))
+        .bind(page.after())
+        .bind(i64::from(page.limit()) + 1)
+        .fetch_all(pool)
+        .await)?;
     let items = rows
         .into_iter()
         .map(LoanSummary::try_from)
@@ -199,31 +171,18 @@ pub async fn list_payments(
     filter: PaymentFilter,
     page: PageRequest,
 ) -> Result<Page<StoredPayment>, StoreError> {
-    let (conditions, limit_placeholder) = where_clause(&[
-        ("p.loan_id =", filter.loan_id.is_some()),
-        ("l.user_id =", filter.user_id.is_some()),
-        ("p.id <", page.after().is_some()),
-    ]);
     let sql = format!(
-        "select {PAYMENT_COLUMNS} from payments p join loans l on l.id = p.loan_id{conditions} \
-         order by p.id desc limit ${limit_placeholder}"
+        "select {PAYMENT_COLUMNS} from payments p join loans l on l.id = p.loan_id \
+         where ($1 is null or p.loan_id = $1) and ($2 is null or l.user_id = $2) \
+         and ($3 is null or p.id < $3) order by p.id desc limit $4"
     );
-    let rows: Vec<PaymentRow> = with_read_pool!(db, |pool| {
-        let mut query = sqlx::query_as(AssertSqlSafe(sql));
-        if let Some(loan_id) = filter.loan_id {
-            query = query.bind(loan_id.as_uuid());
-        }
-        if let Some(user_id) = filter.user_id {
-            query = query.bind(user_id.as_uuid());
-        }
-        if let Some(after) = page.after() {
-            query = query.bind(after);
-        }
-        query
-            .bind(i64::from(page.limit()) + 1)
-            .fetch_all(pool)
-            .await
-    })?;
+    let rows: Vec<PaymentRow> = with_read_pool!(db, |pool| sqlx::query_as(AssertSqlSafe(sql))
+        .bind(filter.loan_id.map(LoanId::as_uuid))
+        .bind(filter.user_id.map(UserId::as_uuid))
+        .bind(page.after())
+        .bind(i64::from(page.limit()) + 1)
+        .fetch_all(pool)
+        .await)?;
     let items = rows
         .into_iter()
         .map(StoredPayment::try_from)
