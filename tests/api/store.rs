@@ -153,3 +153,38 @@ async fn fresh_databases_are_isolated() {
         );
     }
 }
+
+/// SPEC §4 (money): a payment answered 201 survives a power loss. SQLite runs
+/// WAL with `synchronous=FULL` on every pooled connection (NORMAL may lose the
+/// last commits); PostgreSQL keeps `synchronous_commit` and `fsync` on.
+#[tokio::test]
+async fn the_apps_database_makes_every_acknowledged_commit_durable() {
+    let app = crate::helpers::spawn_app().await;
+    match &app.db {
+        Db::Sqlite(sqlite) => {
+            for pool in [&sqlite.writer, &sqlite.reader] {
+                let mut conn = pool.acquire().await.unwrap();
+                let synchronous: i64 = sqlx::query_scalar("pragma synchronous")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+                assert_eq!(synchronous, 2, "PRAGMA synchronous is not FULL (2)");
+                let journal: String = sqlx::query_scalar("pragma journal_mode")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+                assert_eq!(journal, "wal");
+            }
+        }
+        Db::Postgres(pool) => {
+            for setting in ["synchronous_commit", "fsync"] {
+                let value: String =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("show {setting}")))
+                        .fetch_one(pool)
+                        .await
+                        .unwrap();
+                assert_eq!(value, "on", "{setting} is {value}");
+            }
+        }
+    }
+}
