@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bus;
 pub mod cli;
 pub mod clock;
+pub mod date;
 pub mod events;
 pub mod healthcheck;
 pub mod http;

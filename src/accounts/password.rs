@@ -26,8 +26,15 @@ impl std::fmt::Debug for Password {
 }
 
 impl Password {
-    /// Checks the policy: 12 to 128 characters.
+    /// Checks the policy: 12 to 128 characters, none of them a control
+    /// character (NUL, newline, escape…: nobody types those, and twelve NULs
+    /// are not a secret).
     pub fn parse(raw: &str) -> Result<Self, AccountError> {
+        if raw.chars().any(char::is_control) {
+            return Err(AccountError::Password(
+                "must not contain control characters (NUL, tab, newline, escape …)".to_owned(),
+            ));
+        }
         let chars = raw.chars().count();
         if !PASSWORD_CHARS.contains(&chars) {
             return Err(AccountError::Password(format!(
@@ -91,6 +98,8 @@ mod tests {
     fn passwords_outside_12_to_128_characters_are_refused() {
         assert!(Password::parse("short-pw").is_err());
         assert!(Password::parse(&"x".repeat(129)).is_err());
+        assert!(Password::parse(&"\0".repeat(12)).is_err());
+        assert!(Password::parse("correct horse\tbattery").is_err());
         assert!(Password::parse("correct horse battery").is_ok());
         assert!(Password::parse("ünïcödé-pässwörd").is_ok());
     }

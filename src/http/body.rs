@@ -43,7 +43,22 @@ async fn read(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     }
 }
 
+/// Parses `bytes`; an error names the field it is about (`first_due_date: …`).
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|error| ApiError::Unprocessable(format!("invalid JSON body: {error}")))
+    let invalid = |detail: String| ApiError::Unprocessable(format!("invalid JSON body: {detail}"));
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        invalid(if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        })
+    })?;
+    // Trailing characters after the value.
+    deserializer
+        .end()
+        .map_err(|error| invalid(error.to_string()))?;
+    Ok(value)
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::body;
 use super::problem::ApiError;
 use super::state::app_state;
+use crate::date::WireDate;
 use crate::jobs::{JobError, JobName, RunOutcome, RunRecord};
 
 /// The `/admin/jobs` routes (under the ADMIN-only `/admin`).
@@ -21,8 +22,7 @@ pub fn router() -> Router {
 struct RunRequest {
     /// The business date to run for; today (in `BUSINESS_TIMEZONE`) when
     /// omitted. Not in the future.
-    #[salvo(schema(example = "2026-01-15"))]
-    as_of: Option<NaiveDate>,
+    as_of: Option<WireDate>,
 }
 
 /// A job run for one date, as recorded.
@@ -79,7 +79,7 @@ async fn run_job(req: &mut Request, depot: &mut Depot) -> Result<Json<RunBody>, 
         .parse()
         .map_err(|_| ApiError::NotFound(format!("no job is called {name:?}")))?;
     let request: RunRequest = body::optional_json(req).await?;
-    match state.jobs.run(job, request.as_of).await {
+    match state.jobs.run(job, request.as_of.map(WireDate::get)).await {
         Ok(RunOutcome::Ran(record)) => Ok(Json(run_body(&record, true))),
         Ok(RunOutcome::AlreadyDone(record)) => Ok(Json(run_body(&record, false))),
         Ok(RunOutcome::InProgress(record)) => Err(ApiError::Conflict(format!(

@@ -12,6 +12,7 @@ use super::problem::ApiError;
 use super::state::app_state;
 use crate::accounts::profiles::{self, Profile, ProfileInput};
 use crate::auth::access::{Principal, require_user};
+use crate::date::WireDate;
 
 /// The `/profile` routes.
 pub fn router() -> Router {
@@ -37,7 +38,7 @@ struct ProfileRequest {
     /// E.164 phone number, e.g. `+4915112345678`.
     phone_number: Option<String>,
     /// Date of birth (`YYYY-MM-DD`); the user must be an adult.
-    date_of_birth: Option<NaiveDate>,
+    date_of_birth: Option<WireDate>,
 }
 
 /// A profile.
@@ -102,7 +103,7 @@ async fn put_own(req: &mut Request, depot: &mut Depot) -> Result<Json<ProfileBod
         last_name: request.last_name,
         address: request.address,
         phone_number: request.phone_number,
-        date_of_birth: request.date_of_birth,
+        date_of_birth: request.date_of_birth.map(WireDate::get),
     };
     let profile = input
         .validate(principal.user_id, now.date_naive(), now)

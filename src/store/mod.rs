@@ -61,8 +61,13 @@ impl From<sqlx::Error> for StoreError {
         if let sqlx::Error::Database(db_error) = &error
             && db_error.is_unique_violation()
         {
+            // SQLite names no constraint; its message does ("UNIQUE
+            // constraint failed: index 'users_username_key'").
             return Self::Duplicate {
-                constraint: db_error.constraint().unwrap_or("unknown").to_owned(),
+                constraint: db_error
+                    .constraint()
+                    .unwrap_or(db_error.message())
+                    .to_owned(),
             };
         }
         Self::Database(error)

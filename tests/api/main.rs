@@ -11,6 +11,7 @@ mod edge;
 mod events_flow;
 mod helpers;
 mod idempotency;
+mod input;
 mod jobs;
 mod loan_store;
 mod loans;

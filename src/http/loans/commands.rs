@@ -13,6 +13,7 @@ use super::errors::{rejection, tree_failure};
 use super::wire::{ApplyRequest, ApproveRequest, LoanBody, Now, RejectRequest};
 use crate::accounts::users;
 use crate::auth::access::Principal;
+use crate::date::WireDate;
 use crate::http::body;
 use crate::http::idempotency::IdempotencyKey;
 use crate::http::pagination::path_id;
@@ -105,7 +106,7 @@ fn terms(request: &ApplyRequest) -> Result<LoanTerms, ApiError> {
         terms = terms.with_grace_days(GraceDays::new(grace_days).map_err(rejection)?);
     }
     terms
-        .with_first_due_date(request.first_due_date)
+        .with_first_due_date(request.first_due_date.map(WireDate::get))
         .with_purpose(request.purpose.as_deref())
         .map_err(rejection)
 }
@@ -188,7 +189,7 @@ async fn command_on_visible(
 pub async fn approve(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
     let request: ApproveRequest = body::optional_json(req).await?;
     command_on_visible(req, depot, |now| LoanCommand::Approve {
-        disbursed_on: request.disbursed_on.unwrap_or(now.today),
+        disbursed_on: request.disbursed_on.map_or(now.today, WireDate::get),
     })
     .await
 }

@@ -10,6 +10,7 @@ use super::accessible_loan;
 use super::commands::{execute, new_id};
 use super::wire::{LoanBody, LoanPaymentRequest, Now, PaymentBody, PaymentRequest, PaymentResult};
 use crate::auth::access::Principal;
+use crate::date::WireDate;
 use crate::http::body;
 use crate::http::pagination::{Page, path_id, store_page};
 use crate::http::problem::ApiError;
@@ -68,7 +69,8 @@ pub async fn pay_loan(
 ) -> Result<Json<PaymentResult>, ApiError> {
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
     let request: PaymentRequest = body::json(req).await?;
-    let result = pay_into(depot, loan_id, &request.amount, request.paid_on).await?;
+    let paid_on = request.paid_on.map(WireDate::get);
+    let result = pay_into(depot, loan_id, &request.amount, paid_on).await?;
     res.status_code(StatusCode::CREATED);
     Ok(Json(result))
 }
@@ -91,7 +93,7 @@ pub async fn pay(
         depot,
         LoanId::new(request.loan_id),
         &request.amount,
-        request.paid_on,
+        request.paid_on.map(WireDate::get),
     )
     .await?;
     res.status_code(StatusCode::CREATED);

@@ -1,7 +1,6 @@
 //! Loan reads: list, get, schedule, payoff quote. Served from the store.
 
 use actors::core::{LoanId, LoanStatus, UserId};
-use chrono::NaiveDate;
 use salvo::prelude::*;
 use uuid::Uuid;
 
@@ -9,6 +8,7 @@ use super::errors::rejection;
 use super::visible_loan;
 use super::wire::{InstallmentBody, LoanBody, LoanListBody, Now, PayoffBody, ScheduleBody};
 use crate::auth::access::Principal;
+use crate::date::WireDate;
 use crate::http::pagination::{Page, path_id, store_page};
 use crate::http::problem::ApiError;
 use crate::http::state::app_state;
@@ -120,8 +120,8 @@ pub async fn schedule(
 /// The amount that closes the loan on `as_of` (today when omitted).
 #[endpoint(
     tags("loans"),
-    parameters(("id" = Uuid, Path, description = "Loan id"), ("as_of" = Option<NaiveDate>, Query, description = "Date to quote for (YYYY-MM-DD)")),
-    status_codes(200, 400, 401, 404, 409, 422),
+    parameters(("id" = Uuid, Path, description = "Loan id"), ("as_of" = Option<WireDate>, Query, description = "Date to quote for (YYYY-MM-DD); today when omitted")),
+    status_codes(200, 401, 404, 409, 422),
     security(("bearer" = []))
 )]
 pub async fn payoff(req: &mut Request, depot: &mut Depot) -> Result<Json<PayoffBody>, ApiError> {
@@ -129,8 +129,9 @@ pub async fn payoff(req: &mut Request, depot: &mut Depot) -> Result<Json<PayoffB
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
     let as_of = match req.query::<String>("as_of") {
         None => Now::read(&state.clock).today,
-        Some(raw) => NaiveDate::parse_from_str(&raw, "%Y-%m-%d")
-            .map_err(|_| ApiError::BadRequest("as_of must be YYYY-MM-DD".into()))?,
+        Some(raw) => WireDate::parse_field("as_of", &raw)
+            .map_err(ApiError::Unprocessable)?
+            .get(),
     };
     let view = visible_loan(&state, Principal::of(depot)?, loan_id).await?;
     let quote = view.loan.payoff_quote(as_of).map_err(rejection)?;

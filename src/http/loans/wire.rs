@@ -7,6 +7,8 @@ use salvo::oapi::ToSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::date::WireDate;
+
 /// A loan application.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +35,7 @@ pub struct ApplyRequest {
     #[salvo(schema(example = 5))]
     pub grace_days: Option<u32>,
     /// First due date; one month after disbursement when omitted.
-    pub first_due_date: Option<NaiveDate>,
+    pub first_due_date: Option<WireDate>,
     /// What the loan is for.
     #[salvo(schema(example = "used car"))]
     pub purpose: Option<String>,
@@ -46,8 +48,7 @@ pub struct ApplyRequest {
 #[serde(deny_unknown_fields)]
 pub struct ApproveRequest {
     /// Disbursement date; today when omitted.
-    #[salvo(schema(example = "2026-01-15"))]
-    pub disbursed_on: Option<NaiveDate>,
+    pub disbursed_on: Option<WireDate>,
 }
 
 /// A rejection.
@@ -67,7 +68,7 @@ pub struct PaymentRequest {
     #[salvo(schema(example = "125.50"))]
     pub amount: String,
     /// Date received; today when omitted.
-    pub paid_on: Option<NaiveDate>,
+    pub paid_on: Option<WireDate>,
 }
 
 /// A payment naming its loan.
@@ -81,7 +82,7 @@ pub struct LoanPaymentRequest {
     #[salvo(schema(example = "125.50"))]
     pub amount: String,
     /// Date received; today when omitted.
-    pub paid_on: Option<NaiveDate>,
+    pub paid_on: Option<WireDate>,
 }
 
 /// A loan with its derived figures as of today.
