@@ -1,7 +1,9 @@
 //! The `Idempotency-Key` hoop for state-changing POSTs: a repeat with the same
 //! key and body returns the first response (`Idempotent-Replayed: true`);
 //! the same key with another body is 422; a repeat while the first is still
-//! running is 409. Keys are per user and kept 24 hours.
+//! running is 409. Keys are per user and kept 24 hours. A retry after a 5xx
+//! acts again with the first attempt's identity (ids derived from the key and
+//! its first claim), so a first attempt that still commits is never doubled.
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -146,14 +148,16 @@ async fn reject(
     ctrl.skip_rest();
 }
 
-/// Stores the response (or releases the key after a server error, so a retry may act).
+/// Stores the response, or after a server error unlocks the key so a retry
+/// may act at once — under the first attempt's identity, since that attempt
+/// may still commit (see [`idempotency::unlock`]).
 async fn finish(depot: &Depot, res: &Response, principal: Principal, key: &str) {
     let Ok(state) = app_state(depot) else {
         return;
     };
     let status = res.status_code.unwrap_or(StatusCode::OK);
     let outcome = if status.is_server_error() {
-        idempotency::release(&state.db, principal.user_id, key).await
+        idempotency::unlock(&state.db, principal.user_id, key, Utc::now()).await
     } else {
         let body = match &res.body {
             ResBody::Once(bytes) => bytes.to_vec(),

@@ -194,11 +194,34 @@ pub async fn complete(
     Ok(())
 }
 
-/// Forgets a claim whose request failed on our side, so the client may retry.
-pub async fn release(db: &Db, user_id: Uuid, key: &str) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    delete_in(&mut tx, user_id, key).await?;
-    tx.commit().await
+/// Lets a claim whose request failed on our side be retried at once, keeping
+/// its identity: the row stays (with its `created_at`), only the lock ends.
+///
+/// The failed attempt may still commit (an actor call timed out while its
+/// commit waited on a lock, and the commit lands later), so the retry must
+/// act under the same derived ids — then the core sees a repeat of what
+/// landed and answers it, instead of recording it a second time. Deleting
+/// the claim here gave the retry a fresh `first_claimed_at`, hence new ids
+/// and a second payment.
+pub async fn unlock(
+    db: &Db,
+    user_id: Uuid,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    with_pool!(db, |pool| {
+        sqlx::query(
+            "update idempotency_keys set locked_until = $1 \
+             where user_id = $2 and idempotency_key = $3 and response_status is null",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(key)
+        .execute(pool)
+        .await
+        .map(drop)
+    })?;
+    Ok(())
 }
 
 /// Deletes records past their retention; returns how many.

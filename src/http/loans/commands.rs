@@ -4,7 +4,7 @@ use actors::core::{
     Currency, GraceDays, Loan, LoanCommand, LoanId, LoanTerms, Money, Rate, RepaymentMethod,
     TermMonths, UserId,
 };
-use actors::tree::{Applied, LoanRequest};
+use actors::tree::{Applied, LoanRequest, TreeError};
 use salvo::prelude::*;
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ use crate::http::idempotency::IdempotencyKey;
 use crate::http::pagination::path_id;
 use crate::http::problem::ApiError;
 use crate::http::state::{AppState, app_state};
-use crate::store::loans::{DeleteOutcome, delete_loan};
+use crate::store::loans::{DeleteOutcome, delete_loan, get_loan};
 
 /// A new id (UUIDv7), or — for a request with an Idempotency-Key — a UUIDv7
 /// whose time is the key's first claim and whose other bits hash the key, so
@@ -156,7 +156,20 @@ pub async fn apply(
         .create(loan, now.at, Some(UserId::new(principal.user_id)))
         .await;
     record_command(&state, "apply", &outcome, started);
-    let applied = outcome.map_err(tree_failure)?.map_err(rejection)?;
+    let applied = match outcome {
+        // A retry (same key) of an application whose first attempt timed out
+        // but committed: the id is the first attempt's, so answer that loan.
+        Err(TreeError::AlreadyExists(_)) if depot.get_typed::<IdempotencyKey>().is_ok() => {
+            let view = get_loan(&state.db, loan_id)
+                .await
+                .map_err(ApiError::internal)?
+                .filter(|view| view.owner() == UserId::new(owner))
+                .ok_or_else(|| ApiError::Conflict("a loan with this id already exists".into()))?;
+            res.status_code(StatusCode::CREATED);
+            return Ok(Json(LoanBody::new(&view.loan, view.version, now.today)));
+        }
+        outcome => outcome.map_err(tree_failure)?.map_err(rejection)?,
+    };
     res.status_code(StatusCode::CREATED);
     Ok(Json(LoanBody::new(
         &applied.loan,
