@@ -16,6 +16,7 @@ mod jobs;
 mod loan_store;
 mod loans;
 mod migrations;
+mod money_rules;
 mod notifications;
 mod ops;
 mod resilience;

@@ -178,16 +178,36 @@ pub async fn apply(
     )))
 }
 
+/// Staff never decide on a loan they borrowed themselves (SPEC §4, "Who may do
+/// what to money"): 403 saying so. `action` names the decision.
+pub(super) fn refuse_own_loan(
+    principal: Principal,
+    owner: UserId,
+    action: &str,
+) -> Result<(), ApiError> {
+    if owner == UserId::new(principal.user_id) {
+        return Err(ApiError::Forbidden(format!(
+            "you may not {action} a loan you borrowed yourself; another staff member must"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs a command on a loan the caller may see and answers the loan after it.
+/// A `decision` (approve, reject, write off) is refused on the caller's own loan.
 async fn command_on_visible(
     req: &mut Request,
     depot: &Depot,
+    decision: Option<&str>,
     command: impl FnOnce(Now) -> LoanCommand,
 ) -> Result<Json<LoanBody>, ApiError> {
     let state = app_state(depot)?;
     let principal = Principal::of(depot)?;
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
-    accessible_loan(&state, principal, loan_id).await?;
+    let (owner, _) = accessible_loan(&state, principal, loan_id).await?;
+    if let Some(action) = decision {
+        refuse_own_loan(principal, owner, action)?;
+    }
     let now = Now::read(&state.clock);
     let applied = execute(&state, principal, loan_id, command(now), now).await?;
     Ok(Json(LoanBody::new(
@@ -201,7 +221,7 @@ async fn command_on_visible(
 #[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), request_body = ApproveRequest, status_codes(200, 401, 403, 404, 409, 422, 503), security(("bearer" = [])))]
 pub async fn approve(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
     let request: ApproveRequest = body::optional_json(req).await?;
-    command_on_visible(req, depot, |now| LoanCommand::Approve {
+    command_on_visible(req, depot, Some("approve"), |now| LoanCommand::Approve {
         disbursed_on: request.disbursed_on.map_or(now.today, WireDate::get),
     })
     .await
@@ -211,7 +231,7 @@ pub async fn approve(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBo
 #[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), request_body = RejectRequest, status_codes(200, 401, 403, 404, 409, 422, 503), security(("bearer" = [])))]
 pub async fn reject(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
     let request: RejectRequest = body::json(req).await?;
-    command_on_visible(req, depot, |_| LoanCommand::Reject {
+    command_on_visible(req, depot, Some("reject"), |_| LoanCommand::Reject {
         reason: request.reason,
     })
     .await
@@ -229,13 +249,13 @@ pub async fn cancel(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBod
             "only the borrower may cancel an application; staff reject it".into(),
         ));
     }
-    command_on_visible(req, depot, |_| LoanCommand::Cancel).await
+    command_on_visible(req, depot, None, |_| LoanCommand::Cancel).await
 }
 
 /// Write off an APPROVED or OVERDUE loan (ADMIN).
 #[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), status_codes(200, 401, 403, 404, 409, 503), security(("bearer" = [])))]
 pub async fn write_off(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
-    command_on_visible(req, depot, |_| LoanCommand::WriteOff).await
+    command_on_visible(req, depot, Some("write off"), |_| LoanCommand::WriteOff).await
 }
 
 /// Delete a loan that never moved money (ADMIN): PENDING, REJECTED or CANCELLED only.

@@ -7,7 +7,7 @@ use salvo::prelude::*;
 use uuid::Uuid;
 
 use super::accessible_loan;
-use super::commands::{execute, new_id};
+use super::commands::{execute, new_id, refuse_own_loan};
 use super::wire::{LoanBody, LoanPaymentRequest, Now, PaymentBody, PaymentRequest, PaymentResult};
 use crate::auth::access::Principal;
 use crate::date::WireDate;
@@ -212,6 +212,7 @@ pub async fn reverse(
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::NotFound("payment not found".into()))?;
+    refuse_own_loan(principal, stored.user_id, "reverse a payment on")?;
     let now = Now::read(&state.clock);
     let applied = execute(
         &state,
