@@ -1,7 +1,8 @@
 // Loads the docs page of a running loan-tracker in headless Debian Chromium,
 // waits for Swagger UI to render its operation list, saves a screenshot, and
 // fails when fewer operations render than /openapi.json lists, or when the
-// page tries to load anything from another host (it must work offline).
+// page tries to load anything from another host (it must work offline), or
+// when its Content-Security-Policy blocks anything the page needs.
 //
 // Usage: BASE_URL=http://127.0.0.1:PORT SCREENSHOT=target/docs-screenshot.png node docs.mjs
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
@@ -39,8 +40,13 @@ async function main() {
     ],
   });
   const offHost = [];
+  const blocked = [];
   try {
     const page = await browser.newPage();
+    // Chromium reports every CSP refusal on the console.
+    page.on('console', (message) => {
+      if (/Content Security Policy/i.test(message.text())) blocked.push(message.text());
+    });
     const origin = new URL(BASE_URL).origin;
     // Anything not served by the binary itself is refused and reported.
     await page.route('**/*', (route) => {
@@ -49,7 +55,11 @@ async function main() {
       offHost.push(url);
       return route.abort();
     });
-    await page.goto(`${BASE_URL}/docs`, { waitUntil: 'load' });
+    const answer = await page.goto(`${BASE_URL}/docs`, { waitUntil: 'load' });
+    const policy = (await answer.allHeaders())['content-security-policy'];
+    if (!policy || !policy.includes("frame-ancestors 'none'")) {
+      throw new Error(`/docs has no framing policy in its CSP: ${policy}`);
+    }
     await page
       .waitForFunction((n) => document.querySelectorAll('.opblock').length >= n, expected, {
         timeout: RENDER_TIMEOUT_MS,
@@ -59,6 +69,7 @@ async function main() {
     mkdirSync(dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     console.log(`docs: ${rendered} operations rendered, ${expected} in /openapi.json; screenshot ${SCREENSHOT}`);
+    if (blocked.length > 0) throw new Error(`the CSP blocked: ${blocked.join(' | ')}`);
     if (offHost.length > 0) throw new Error(`docs page requested other hosts: ${offHost.join(', ')}`);
     if (rendered < expected) throw new Error(`only ${rendered} of ${expected} operations rendered`);
   } finally {

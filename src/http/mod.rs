@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod auth;
 pub mod body;
+mod headers;
 mod health;
 pub mod idempotency;
 mod jobs;
@@ -56,6 +57,7 @@ pub fn router() -> Router {
 /// Builds the service: every route, the hoops that wrap them, the error catcher.
 pub fn service(state: Arc<AppState>) -> Service {
     Service::new(router())
+        .hoop(headers::security_headers)
         .hoop(request_log::log_requests)
         .hoop(metrics::RecordHttp(state.metrics.clone()))
         .hoop(salvo::size_limiter::max_size(body::MAX_BODY_BYTES as u64))
