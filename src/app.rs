@@ -140,6 +140,12 @@ impl Application {
             .await
             .context("starting the job scheduler")?;
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let retention = tokio::spawn(crate::bus::retention::run(
+            self.state.db.clone(),
+            self.state.clock.clone(),
+            self.state.settings.events.outbox_retention,
+            self.state.settings.events.outbox_purge_interval,
+        ));
         let interval = self.state.settings.ops_metrics_interval;
         let summaries = tokio::spawn(crate::metrics::summary::publish_summaries(
             self.state.clone(),
@@ -157,6 +163,7 @@ impl Application {
             .await
             .context("HTTP server failed")?;
         housekeeping.abort();
+        retention.abort();
         summaries.abort();
         metrics_upkeep.abort();
         tracing::info!("HTTP stopped; stopping the scheduler");

@@ -8,6 +8,7 @@ mod in_process;
 pub mod metered;
 pub mod nats;
 pub mod relay;
+pub mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;

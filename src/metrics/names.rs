@@ -68,8 +68,11 @@ pub const JOB_ITEMS_PROCESSED: &str = "job_items_processed_total";
 /// Gauge: 1 when the last scrape could not read a source (`source` label).
 pub const SCRAPE_ERRORS: &str = "metrics_scrape_error";
 
-/// Counter: outbox rows published to the bus (acknowledged), read from the outbox.
+/// Counter: outbox rows published to the bus (acknowledged), read from the
+/// outbox: rows stamped published plus rows purged since.
 pub const EVENTS_PUBLISHED: &str = "events_published_total";
+/// Counter: published outbox rows deleted past `OUTBOX_RETENTION_DAYS` (all instances).
+pub const OUTBOX_PURGED: &str = "outbox_purged_rows_total";
 
 /// Counter: deliveries settled by a consumer, by `consumer` and `outcome` (`ack`, `retry`, `reject`).
 pub const EVENTS_CONSUMED: &str = "events_consumed_total";
@@ -156,6 +159,10 @@ pub(super) fn describe() {
     describe_counter!(
         EVENTS_PUBLISHED,
         "Outbox rows published to the bus and acknowledged."
+    );
+    describe_counter!(
+        OUTBOX_PURGED,
+        "Published outbox rows deleted past their retention."
     );
     describe_counter!(
         EVENTS_CONSUMED,

@@ -150,8 +150,10 @@ pub async fn outbox_backlog(db: &Db) -> Result<OutboxBacklog, StoreError> {
 /// they survive restarts and agree across instances).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventFlowCounts {
-    /// Outbox rows acknowledged by the bus.
+    /// Outbox rows acknowledged by the bus and still kept.
     pub published: i64,
+    /// Published rows deleted by the retention purge.
+    pub purged: i64,
     /// Inbound messages dead-lettered.
     pub dead_letters: i64,
     /// Notification e-mails by delivery status.
@@ -165,6 +167,7 @@ pub async fn event_flow(db: &Db) -> Result<EventFlowCounts, StoreError> {
     )
     .fetch_one(pool)
     .await)?;
+    let purged = crate::store::outbox::purged_rows(db).await?;
     let dead_letters: i64 = with_read_pool!(db, |pool| sqlx::query_scalar(
         "select count(*) from inbound_dead_letters"
     )
@@ -177,13 +180,15 @@ pub async fn event_flow(db: &Db) -> Result<EventFlowCounts, StoreError> {
     .await)?;
     Ok(EventFlowCounts {
         published,
+        purged,
         dead_letters,
         emails,
     })
 }
 
 fn record_flow(flow: &EventFlowCounts) {
-    counter!(names::EVENTS_PUBLISHED).absolute(flow.published.max(0) as u64);
+    counter!(names::EVENTS_PUBLISHED).absolute((flow.published + flow.purged).max(0) as u64);
+    counter!(names::OUTBOX_PURGED).absolute(flow.purged.max(0) as u64);
     counter!(names::INBOUND_DEAD_LETTERS).absolute(flow.dead_letters.max(0) as u64);
     for status in ["pending", "sent", "failed", "skipped"] {
         let count = flow

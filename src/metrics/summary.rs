@@ -55,7 +55,7 @@ async fn summary(state: &AppState) -> serde_json::Value {
             "version_conflicts": counts.version_conflicts,
         },
         "outbox_pending": backlog.map(|backlog| backlog.pending),
-        "events_published": flow.as_ref().map(|flow| flow.published),
+        "events_published": flow.as_ref().map(|flow| flow.published + flow.purged),
         "inbound_dead_letters": flow.as_ref().map(|flow| flow.dead_letters),
         "emails": flow.map(|flow| flow.emails.into_iter().collect::<std::collections::BTreeMap<_, _>>()),
     })

@@ -3,6 +3,7 @@
 //! Everything the process can be told lives here; the value is passed
 //! explicitly to whatever needs it, never read from a global.
 
+pub mod events;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -128,6 +129,8 @@ pub struct Settings {
     pub ops_metrics_interval: Duration,
     /// The scheduler: cron expressions, business time zone, batch parallelism.
     pub jobs: crate::jobs::settings::JobSettings,
+    /// The event flow: outbox retention, inbound retries.
+    pub events: events::EventSettings,
 }
 
 /// Shortest accepted `JWT_SECRET`, in bytes: HS256 keys shorter than the hash are weak.
@@ -177,6 +180,7 @@ impl Settings {
         let vars = Vars(&get);
         Ok(Self {
             jobs,
+            events: events::EventSettings::from_vars(&vars)?,
             http_addr: vars.parsed(
                 "HTTP_ADDR",
                 "127.0.0.1:8080".parse().expect("valid literal"),

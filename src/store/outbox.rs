@@ -184,6 +184,48 @@ pub async fn unpublished_count(db: &Db) -> Result<i64, StoreError> {
     Ok(count)
 }
 
+/// Deletes up to `batch` published rows stamped before `cutoff`, oldest
+/// first, and adds them to the purge count in the same transaction. Never
+/// an unpublished row. Returns how many went.
+pub async fn purge_published(
+    db: &Db,
+    cutoff: DateTime<Utc>,
+    batch: u32,
+) -> Result<u64, StoreError> {
+    let mut tx = db.begin().await?;
+    let purged = with_tx!(&mut tx, |conn| sqlx::query(
+        "delete from outbox where seq in (select seq from outbox \
+         where published_at is not null and published_at < $1 order by published_at limit $2)"
+    )
+    .bind(cutoff)
+    .bind(i64::from(batch))
+    .execute(conn)
+    .await
+    .map(|done| done.rows_affected()))?;
+    if purged > 0 {
+        let counted = i64::try_from(purged).expect("a batch is bounded");
+        with_tx!(&mut tx, |conn| sqlx::query(
+            "update outbox_purged set purged_rows = purged_rows + $1 where id = 1"
+        )
+        .bind(counted)
+        .execute(conn)
+        .await
+        .map(drop))?;
+    }
+    tx.commit().await?;
+    Ok(purged)
+}
+
+/// Rows the retention purge has deleted since the table was created (all instances).
+pub async fn purged_rows(db: &Db) -> Result<i64, StoreError> {
+    let rows: i64 = with_read_pool!(db, |pool| sqlx::query_scalar(
+        "select purged_rows from outbox_purged where id = 1"
+    )
+    .fetch_one(pool)
+    .await)?;
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::publishable_runs;

@@ -21,6 +21,7 @@ mod money_rules;
 mod notifications;
 mod ops;
 mod resilience;
+mod retention;
 mod routes;
 mod smtp;
 mod store;
