@@ -9,6 +9,7 @@ mod bus;
 mod cli;
 mod edge;
 mod events_flow;
+mod fault;
 mod headers;
 mod helpers;
 mod idempotency;
