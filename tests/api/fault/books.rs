@@ -190,6 +190,25 @@ impl Books {
     }
 }
 
+/// The tries of an attempt, repeats folded: `503, no connection ×3, 201`.
+fn history(tries: &[String]) -> String {
+    let mut folded: Vec<(&str, usize)> = Vec::new();
+    for seen in tries {
+        match folded.last_mut() {
+            Some((last, count)) if *last == seen.as_str() => *count += 1,
+            _ => folded.push((seen, 1)),
+        }
+    }
+    folded
+        .iter()
+        .map(|(seen, count)| match count {
+            1 => (*seen).to_owned(),
+            _ => format!("{seen} ×{count}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What is wrong with one attempt's stored copies (`copies`: the payments of its amount).
 fn attempt_problem(
     attempt: &Attempt,
@@ -210,9 +229,9 @@ fn attempt_problem(
             ""
         };
         return Some(format!(
-            "{what} has {} payments {ids:?} (tries: {:?}){cause}",
+            "{what} has {} payments {ids:?} (tries: {}){cause}",
             copies.len(),
-            attempt.tries
+            history(&attempt.tries)
         ));
     }
     match &attempt.outcome {
@@ -225,13 +244,13 @@ fn attempt_problem(
             }
             Some(stored) => Some(format!("{what}: acknowledged {id} is stored as {stored:?}")),
             None => Some(format!(
-                "{what}: acknowledged payment {id} is lost (tries: {:?})",
-                attempt.tries
+                "{what}: acknowledged payment {id} is lost (tries: {})",
+                history(&attempt.tries)
             )),
         },
         Outcome::Unknown if attempt.key.is_some() => Some(format!(
-            "{what} never got a definite answer (tries: {:?})",
-            attempt.tries
+            "{what} never got a definite answer (tries: {})",
+            history(&attempt.tries)
         )),
         Outcome::Unknown => None,
         Outcome::Refused { status, body } => Some(format!(

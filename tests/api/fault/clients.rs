@@ -26,6 +26,9 @@ const UNKNOWN_PAUSE: Duration = Duration::from_millis(50);
 const RETRY_PAUSE: Duration = Duration::from_millis(300);
 /// Most tries of one key (at [`RETRY_PAUSE`], well past the claim lock of 60 s).
 const MAX_TRIES_PER_KEY: usize = 600;
+/// How long, once no new payments start, a client keeps trying its unresolved
+/// keys (a claim left by a killed process blocks its key for 60 s).
+pub const RESOLVE_WINDOW: Duration = Duration::from_secs(90);
 /// Most requests one client sends, new payments and retries together.
 const MAX_REQUESTS_PER_CLIENT: usize = 20_000;
 /// Most payments all clients start (keeps every amount, and each loan's sum, small).
@@ -73,7 +76,7 @@ pub struct Attempt {
     pub key: Option<String>,
     /// How it ended.
     pub outcome: Outcome,
-    /// What each try got (`201`, `503`, `409 in progress`, `error: …`).
+    /// What each try got (`201`, `503`, `409 in progress`, `no connection`, …).
     pub tries: Vec<String>,
 }
 
@@ -113,11 +116,12 @@ impl Load {
         self.stop_new.store(true, Ordering::SeqCst);
     }
 
-    /// Waits (at most `deadline`) for every client to resolve its keys; all attempts.
-    pub async fn finish(self, deadline: Duration) -> Vec<Attempt> {
+    /// Waits for every client to resolve its keys (or give up on them after
+    /// [`RESOLVE_WINDOW`]); all attempts.
+    pub async fn finish(self) -> Vec<Attempt> {
         self.stop_new();
         let all = futures::future::join_all(self.tasks);
-        let results = tokio::time::timeout(deadline, all)
+        let results = tokio::time::timeout(RESOLVE_WINDOW + REQUEST_TIMEOUT * 2, all)
             .await
             .expect("the clients finish in time");
         results
@@ -147,8 +151,15 @@ impl Client {
         let mut done = Vec::new();
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut exhausted = false;
+        let mut give_up_at = None;
         for _ in 0..MAX_REQUESTS_PER_CLIENT {
             let stopping = exhausted || self.stop_new.load(Ordering::SeqCst);
+            if stopping {
+                let give_up_at = *give_up_at.get_or_insert_with(|| Instant::now() + RESOLVE_WINDOW);
+                if Instant::now() >= give_up_at {
+                    break;
+                }
+            }
             let retry_due = pending
                 .front()
                 .is_some_and(|due| due.next_try_at <= Instant::now());
@@ -232,7 +243,9 @@ impl Client {
 async fn classify(sent: reqwest::Result<reqwest::Response>) -> (String, Outcome) {
     let response = match sent {
         Ok(response) => response,
-        Err(error) => return (format!("error: {error}"), Outcome::Unknown),
+        Err(error) if error.is_connect() => return ("no connection".into(), Outcome::Unknown),
+        Err(error) if error.is_timeout() => return ("timeout".into(), Outcome::Unknown),
+        Err(error) => return (format!("error: {}", error.without_url()), Outcome::Unknown),
     };
     let status = response.status().as_u16();
     let body = match response.text().await {

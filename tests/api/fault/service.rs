@@ -53,6 +53,12 @@ impl Deployment {
         }
     }
 
+    /// Sets `name` for the starts from now on.
+    pub fn set(&mut self, name: &'static str, value: &str) {
+        self.vars.retain(|(known, _)| *known != name);
+        self.vars.push((name, value.to_owned()));
+    }
+
     /// The binary, in the deployment's directory (so no `.env` applies), with only our settings.
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_loan-tracker"));
