@@ -121,6 +121,7 @@ impl InboundPaymentHandler {
             amount,
             paid_on: message.paid_on.unwrap_or(today),
             reference: Some(reference.to_owned()),
+            note: None,
         };
         match self
             .tree

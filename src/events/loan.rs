@@ -72,6 +72,7 @@ pub fn event_data(loan: &LoanSnapshot, event: &LoanEvent) -> Value {
             "currency": currency,
             "paid_on": payment.paid_on,
             "reference": payment.reference,
+            "note": payment.note,
             "allocation": allocation_totals(&payment.allocation),
             "reallocated_payment_ids": reallocated_ids(reallocations),
         }),

@@ -255,6 +255,7 @@ async fn a_payment_id_used_on_another_loan_is_a_duplicate(db: Db) {
         amount: usd("5"),
         paid_on: date(2024, 1, 20),
         reference: None,
+        note: None,
     };
     let error = second.try_run(reused, date(2024, 1, 20)).await.unwrap_err();
     assert!(matches!(error, SeamError::Duplicate { .. }), "{error:?}");
@@ -370,6 +371,7 @@ async fn loan_lists_return_every_loan_once_across_pages_and_filter(db: Db) {
     let of_bo = LoanFilter {
         user_id: Some(bo),
         status: None,
+        as_of: None,
     };
     let page = loans::list_loans(&db, of_bo, all).await.unwrap();
     assert_eq!(
@@ -380,6 +382,7 @@ async fn loan_lists_return_every_loan_once_across_pages_and_filter(db: Db) {
     let rejected_of_ann = LoanFilter {
         user_id: Some(ann),
         status: Some(LoanStatus::Rejected),
+        as_of: None,
     };
     let page = loans::list_loans(&db, rejected_of_ann, all).await.unwrap();
     let expected = created

@@ -115,6 +115,7 @@ fn a_repeated_payment_is_a_no_op_and_a_reused_id_with_other_details_conflicts() 
         amount: usd("50"),
         paid_on,
         reference: Some("bank-42".into()),
+        note: None,
     };
     run(&mut loan, by_bank(2, today), today);
     // Redelivered under a fresh id and another default date: still the same bank payment.

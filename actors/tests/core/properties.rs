@@ -131,6 +131,7 @@ fn command(loan: &Loan, step: &Step, today: NaiveDate, next_payment: u128) -> Op
                 amount,
                 paid_on: back(*back_days),
                 reference: None,
+                note: None,
             }
         }
         Step::PayOff { back_days } => {
@@ -141,6 +142,7 @@ fn command(loan: &Loan, step: &Step, today: NaiveDate, next_payment: u128) -> Op
                 amount,
                 paid_on,
                 reference: None,
+                note: None,
             }
         }
         Step::Reverse { pick } => {

@@ -88,5 +88,6 @@ pub fn pay(n: u128, amount: Money, paid_on: NaiveDate) -> LoanCommand {
         amount,
         paid_on,
         reference: None,
+        note: None,
     }
 }

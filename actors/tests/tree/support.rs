@@ -178,6 +178,7 @@ pub fn payment(n: u128, amount: &str) -> LoanRequest {
         amount: usd(amount),
         paid_on: today(),
         reference: None,
+        note: None,
     })
 }
 

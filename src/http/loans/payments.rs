@@ -17,25 +17,70 @@ use crate::http::problem::ApiError;
 use crate::http::state::app_state;
 use crate::store::loans::{self as store, PaymentFilter};
 
+/// What a payment request asks, as both payment routes take it.
+struct PaymentInput<'a> {
+    amount: &'a str,
+    paid_on: Option<NaiveDate>,
+    note: Option<String>,
+}
+
+/// The date a payment is recorded on (SPEC §4, "Who may do what to money"):
+/// never in the future (422); a borrower's payment is dated today (another
+/// date → 403); staff may back-date one, and then must say why in `note` (422).
+fn payment_date(
+    principal: Principal,
+    input: &PaymentInput<'_>,
+    today: NaiveDate,
+) -> Result<NaiveDate, ApiError> {
+    let Some(paid_on) = input.paid_on else {
+        return Ok(today);
+    };
+    if paid_on > today {
+        return Err(ApiError::Unprocessable(format!(
+            "paid_on: {paid_on} is in the future (today is {today})"
+        )));
+    }
+    if paid_on == today {
+        return Ok(today);
+    }
+    if !principal.is_staff() {
+        return Err(ApiError::Forbidden(
+            "paid_on: only staff may record a payment dated before today; a borrower's payment is dated today".into(),
+        ));
+    }
+    if input
+        .note
+        .as_deref()
+        .is_none_or(|note| note.trim().is_empty())
+    {
+        return Err(ApiError::Unprocessable(
+            "note: required when paid_on is before today (say why the payment is back-dated)"
+                .into(),
+        ));
+    }
+    Ok(paid_on)
+}
+
 /// Applies a payment to a loan the caller may see; answers the payment and the loan.
 async fn pay_into(
     depot: &Depot,
     loan_id: LoanId,
-    amount: &str,
-    paid_on: Option<NaiveDate>,
+    input: PaymentInput<'_>,
 ) -> Result<PaymentResult, ApiError> {
     let state = app_state(depot)?;
     let principal = Principal::of(depot)?;
     let (_, currency) = accessible_loan(&state, principal, loan_id).await?;
-    let amount = Money::parse_positive(amount, currency)
+    let amount = Money::parse_positive(input.amount, currency)
         .map_err(|error| ApiError::Unprocessable(format!("amount: {error}")))?;
     let now = Now::read(&state.clock);
+    let paid_on = payment_date(principal, &input, now.today)?;
     let payment_id = PaymentId::new(new_id(depot, principal, "payment"));
     let command = LoanCommand::ApplyPayment {
         payment_id,
         amount,
-        paid_on: paid_on.unwrap_or(now.today),
+        paid_on,
         reference: None,
+        note: input.note,
     };
     let applied = execute(&state, principal, loan_id, command, now).await?;
     result(&applied, payment_id, now)
@@ -58,7 +103,7 @@ fn result(applied: &Applied, payment_id: PaymentId, now: Now) -> Result<PaymentR
     tags("payments"),
     parameters(("id" = Uuid, Path, description = "Loan id")),
     request_body = PaymentRequest,
-    status_codes(201, 401, 404, 409, 413, 422, 503),
+    status_codes(201, 401, 403, 404, 409, 413, 422, 503),
     responses((status_code = 201, body = PaymentResult)),
     security(("bearer" = []))
 )]
@@ -69,8 +114,12 @@ pub async fn pay_loan(
 ) -> Result<Json<PaymentResult>, ApiError> {
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
     let request: PaymentRequest = body::json(req).await?;
-    let paid_on = request.paid_on.map(WireDate::get);
-    let result = pay_into(depot, loan_id, &request.amount, paid_on).await?;
+    let input = PaymentInput {
+        amount: &request.amount,
+        paid_on: request.paid_on.map(WireDate::get),
+        note: request.note,
+    };
+    let result = pay_into(depot, loan_id, input).await?;
     res.status_code(StatusCode::CREATED);
     Ok(Json(result))
 }
@@ -79,7 +128,7 @@ pub async fn pay_loan(
 #[endpoint(
     tags("payments"),
     request_body = LoanPaymentRequest,
-    status_codes(201, 401, 404, 409, 413, 422, 503),
+    status_codes(201, 401, 403, 404, 409, 413, 422, 503),
     responses((status_code = 201, body = PaymentResult)),
     security(("bearer" = []))
 )]
@@ -89,13 +138,12 @@ pub async fn pay(
     res: &mut Response,
 ) -> Result<Json<PaymentResult>, ApiError> {
     let request: LoanPaymentRequest = body::json(req).await?;
-    let result = pay_into(
-        depot,
-        LoanId::new(request.loan_id),
-        &request.amount,
-        request.paid_on.map(WireDate::get),
-    )
-    .await?;
+    let input = PaymentInput {
+        amount: &request.amount,
+        paid_on: request.paid_on.map(WireDate::get),
+        note: request.note,
+    };
+    let result = pay_into(depot, LoanId::new(request.loan_id), input).await?;
     res.status_code(StatusCode::CREATED);
     Ok(Json(result))
 }

@@ -62,14 +62,15 @@ pub async fn list_for(
     user_id: Option<Uuid>,
 ) -> Result<Json<LoanListBody>, ApiError> {
     let state = app_state(depot)?;
+    let today = Now::read(&state.clock).today;
     let filter = LoanFilter {
         user_id: user_id.map(UserId::new),
         status: status_filter(req)?,
+        as_of: Some(today),
     };
     let page = store::list_loans(&state.db, filter, store_page(req)?)
         .await
         .map_err(ApiError::internal)?;
-    let today = Now::read(&state.clock).today;
     let mut items = Vec::with_capacity(page.items.len());
     for summary in page.items {
         // The list shows exactly what GET /loans/{id} shows, computed by the core.

@@ -67,8 +67,14 @@ pub struct PaymentRequest {
     /// Amount paid, e.g. `"125.50"`.
     #[salvo(schema(example = "125.50"))]
     pub amount: String,
-    /// Date received; today when omitted.
+    /// Date received; today when omitted. Only staff may give a date before
+    /// today (then `note` is required); a borrower's payment is dated today.
+    /// Never in the future.
     pub paid_on: Option<WireDate>,
+    /// Why the payment is recorded as it is (1 to 500 characters); required
+    /// with a back-dated `paid_on`, kept on the payment and in its event.
+    #[salvo(schema(example = "cheque received 2026-11-20, entered late"))]
+    pub note: Option<String>,
 }
 
 /// A payment naming its loan.
@@ -81,8 +87,14 @@ pub struct LoanPaymentRequest {
     /// Amount paid.
     #[salvo(schema(example = "125.50"))]
     pub amount: String,
-    /// Date received; today when omitted.
+    /// Date received; today when omitted. Only staff may give a date before
+    /// today (then `note` is required); a borrower's payment is dated today.
+    /// Never in the future.
     pub paid_on: Option<WireDate>,
+    /// Why the payment is recorded as it is (1 to 500 characters); required
+    /// with a back-dated `paid_on`, kept on the payment and in its event.
+    #[salvo(schema(example = "cheque received 2026-11-20, entered late"))]
+    pub note: Option<String>,
 }
 
 /// A loan with its derived figures as of today.
@@ -215,6 +227,8 @@ pub struct PaymentBody {
     pub paid_on: NaiveDate,
     /// External reference (bank or gateway), if any.
     pub reference: Option<String>,
+    /// The note staff recorded with it (e.g. why it is back-dated), if any.
+    pub note: Option<String>,
     /// Where it went.
     pub allocation: AllocationBody,
     /// True once reversed.
@@ -233,6 +247,7 @@ impl PaymentBody {
             currency: record.amount.currency().code().to_owned(),
             paid_on: record.paid_on,
             reference: record.reference.clone(),
+            note: record.note.clone(),
             allocation: AllocationBody::from(&record.allocation),
             reversed: record.reversed_on.is_some(),
             reversed_on: record.reversed_on,

@@ -21,6 +21,10 @@ pub struct LoanFilter {
     pub user_id: Option<UserId>,
     /// Only loans in this status.
     pub status: Option<LoanStatus>,
+    /// The date `status` is judged on for repaying loans (`APPROVED` vs
+    /// `OVERDUE`, as `Loan::status_on` judges it: `loans.overdue_after`);
+    /// `None`: the status as last committed.
+    pub as_of: Option<NaiveDate>,
 }
 
 /// Filters of the payment lists (all optional, combined with "and").
@@ -142,6 +146,8 @@ impl TryFrom<PaymentRow> for StoredPayment {
 
 /// Loans matching `filter`, newest first, one page at a time. Absent filters
 /// bind NULL (`$n is null or …`), so one SQL text serves every combination.
+/// With `as_of`, a repaying loan's status is the one the loan itself shows
+/// that day, so `?status=OVERDUE` agrees with the items' `status`.
 pub async fn list_loans(
     db: &Db,
     filter: LoanFilter,
@@ -149,13 +155,16 @@ pub async fn list_loans(
 ) -> Result<Page<LoanSummary>, StoreError> {
     let sql = format!(
         "select {LOAN_COLUMNS} from loans where ($1 is null or user_id = $1) \
-         and ($2 is null or status = $2) and ($3 is null or id < $3) order by id desc limit $4"
+         and ($2 is null or $2 = case when $5 is not null and status in ('APPROVED', 'OVERDUE') \
+           then case when overdue_after < $5 then 'OVERDUE' else 'APPROVED' end else status end) \
+         and ($3 is null or id < $3) order by id desc limit $4"
     );
     let rows: Vec<LoanRow> = with_read_pool!(db, |pool| sqlx::query_as(AssertSqlSafe(sql))
         .bind(filter.user_id.map(UserId::as_uuid))
         .bind(filter.status.map(LoanStatus::as_str))
         .bind(page.after())
         .bind(i64::from(page.limit()) + 1)
+        .bind(filter.as_of)
         .fetch_all(pool)
         .await)?;
     let items = rows

@@ -28,7 +28,7 @@ pub(super) const INSTALLMENT_COLUMNS: &str = "seq, due_date, principal_minor, in
 /// Columns of `payments` that `PaymentRow` reads (prefixed: queries join `loans`).
 pub(super) const PAYMENT_COLUMNS: &str = "p.id, p.loan_id, l.user_id, p.amount_minor, \
     p.currency, p.paid_on, p.reference, p.fee_minor, p.interest_minor, p.principal_minor, \
-    p.interest_waived_minor, p.allocation_lines, p.reversed_on, p.created_at";
+    p.interest_waived_minor, p.allocation_lines, p.reversed_on, p.note, p.created_at";
 
 #[derive(FromRow)]
 pub(super) struct LoanRow {
@@ -86,6 +86,7 @@ pub(super) struct PaymentRow {
     interest_waived_minor: i64,
     allocation_lines: Json<Vec<LineJson>>,
     reversed_on: Option<NaiveDate>,
+    note: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -254,6 +255,7 @@ impl PaymentRow {
             amount: amount(self.amount_minor, "payments.amount_minor")?,
             paid_on: self.paid_on,
             reference: self.reference,
+            note: self.note,
             allocation: Allocation {
                 lines,
                 fee: amount(self.fee_minor, "payments.fee_minor")?,

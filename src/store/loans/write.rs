@@ -27,6 +27,8 @@ struct RowFigures {
     interest_outstanding_minor: i64,
     fees_outstanding_minor: i64,
     next_due_date: Option<NaiveDate>,
+    /// `loans.overdue_after`: the core's rule, so list filters agree with the loan.
+    overdue_after: Option<NaiveDate>,
 }
 
 impl RowFigures {
@@ -47,6 +49,7 @@ impl RowFigures {
                 .iter()
                 .find(|installment| installment.unpaid_minor() > 0)
                 .map(|installment| installment.due_date),
+            overdue_after: snapshot.overdue_after(),
         }
     }
 }
@@ -136,8 +139,8 @@ async fn insert_loan_row(
         "insert into loans (id, user_id, status, currency, principal_minor, annual_interest_rate, \
          term_months, repayment_method, late_fee_rate, grace_days, first_due_date, purpose, applied_on, \
          disbursed_on, rejection_reason, version, total_paid_minor, principal_outstanding_minor, \
-         interest_outstanding_minor, fees_outstanding_minor, next_due_date, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22)"
+         interest_outstanding_minor, fees_outstanding_minor, next_due_date, created_at, updated_at, overdue_after) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22, $23)"
     )
     .bind(snapshot.loan_id.as_uuid())
     .bind(snapshot.user_id.as_uuid())
@@ -161,6 +164,7 @@ async fn insert_loan_row(
     .bind(figures.fees_outstanding_minor)
     .bind(figures.next_due_date)
     .bind(now)
+    .bind(figures.overdue_after)
     .execute(conn)
     .await
     .map(drop)
@@ -179,7 +183,7 @@ async fn update_loan_row(
     let updated = with_tx!(tx, |conn| sqlx::query(
         "update loans set status = $3, disbursed_on = $4, rejection_reason = $5, version = $6, \
          total_paid_minor = $7, principal_outstanding_minor = $8, interest_outstanding_minor = $9, \
-         fees_outstanding_minor = $10, next_due_date = $11, updated_at = $12 \
+         fees_outstanding_minor = $10, next_due_date = $11, updated_at = $12, overdue_after = $13 \
          where id = $1 and version = $2"
     )
     .bind(snapshot.loan_id.as_uuid())
@@ -194,6 +198,7 @@ async fn update_loan_row(
     .bind(figures.fees_outstanding_minor)
     .bind(figures.next_due_date)
     .bind(now)
+    .bind(figures.overdue_after)
     .execute(conn)
     .await
     .map(|result| result.rows_affected()))?;
@@ -315,8 +320,8 @@ async fn insert_payment(
     with_tx!(tx, |conn| {
         sqlx::query(
         "insert into payments (id, loan_id, arrival_seq, amount_minor, currency, paid_on, reference, \
-         fee_minor, interest_minor, principal_minor, interest_waived_minor, allocation_lines, reversed_on, created_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+         fee_minor, interest_minor, principal_minor, interest_waived_minor, allocation_lines, reversed_on, created_at, note) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     )
     .bind(payment.payment_id.as_uuid())
     .bind(commit.loan_id.as_uuid())
@@ -332,6 +337,7 @@ async fn insert_payment(
     .bind(Json(&lines))
     .bind(payment.reversed_on)
     .bind(created_at)
+    .bind(payment.note.as_deref())
     .execute(conn)
     .await
     .map(drop)

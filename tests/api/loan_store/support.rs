@@ -140,6 +140,7 @@ pub fn pay(amount: Money, paid_on: NaiveDate, reference: Option<&str>) -> LoanCo
         amount,
         paid_on,
         reference: reference.map(str::to_owned),
+        note: None,
     }
 }
 

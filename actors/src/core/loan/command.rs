@@ -34,6 +34,9 @@ pub enum LoanCommand {
         paid_on: NaiveDate,
         /// External reference (bank, gateway); the same reference again is a no-op.
         reference: Option<String>,
+        /// Why it was recorded (staff's note, e.g. for a back-dated payment); 1 to
+        /// [`super::MAX_TEXT_CHARS`] characters when given.
+        note: Option<String>,
     },
     /// An admin undoes a payment as if it had never been received.
     ReversePayment {

@@ -38,6 +38,7 @@ impl Loan {
                 amount,
                 paid_on,
                 reference,
+                note,
             } => {
                 let payment = PaymentRecord {
                     payment_id: *payment_id,
@@ -46,6 +47,10 @@ impl Loan {
                     reference: reference
                         .as_deref()
                         .map(|text| checked_text("reference", text))
+                        .transpose()?,
+                    note: note
+                        .as_deref()
+                        .map(|text| checked_text("note", text))
                         .transpose()?,
                     allocation: Allocation::empty(amount.currency()),
                     reversed_on: None,

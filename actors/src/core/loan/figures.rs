@@ -12,7 +12,7 @@ use crate::core::money::Money;
 /// A loan's headline figures as of a date.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoanFigures {
-    /// Current status.
+    /// Status as of the date asked ([`Loan::status_on`]).
     pub status: LoanStatus,
     /// Principal lent.
     pub principal: Money,
@@ -119,7 +119,7 @@ impl Loan {
             .map(|payment| payment.allocation.interest_waived.minor())
             .sum();
         LoanFigures {
-            status: self.status(),
+            status: self.status_on(as_of),
             principal: self.terms().principal(),
             total_paid: money(total_paid),
             principal_outstanding: money(principal_outstanding),
@@ -135,6 +135,22 @@ impl Loan {
                 .find(|i| i.unpaid_minor() > 0)
                 .map(|i| i.due_date),
             days_past_due: self.days_past_due(as_of),
+        }
+    }
+
+    /// The status as of `as_of`: a repaying loan is `OVERDUE` exactly while an
+    /// installment is past due with principal or interest unpaid, `APPROVED`
+    /// otherwise — whether or not the overdue job has recorded the change yet
+    /// (it still charges the fees and sends the notices). Any other status is
+    /// as committed.
+    pub fn status_on(&self, as_of: NaiveDate) -> LoanStatus {
+        if !self.status().is_repaying() {
+            return self.status();
+        }
+        if self.late_days(as_of) > 0 {
+            LoanStatus::Overdue
+        } else {
+            LoanStatus::Approved
         }
     }
 

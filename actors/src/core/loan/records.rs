@@ -139,6 +139,8 @@ pub struct PaymentRecord {
     pub paid_on: NaiveDate,
     /// External reference (bank or gateway id); unique per loan when present.
     pub reference: Option<String>,
+    /// Why staff recorded it (required by the edge for a back-dated payment).
+    pub note: Option<String>,
     /// Where the payment went. For a reversed payment: where it went when reversed.
     pub allocation: Allocation,
     /// Date the payment was reversed; a reversed payment counts for nothing.

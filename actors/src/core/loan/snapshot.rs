@@ -37,6 +37,20 @@ pub struct LoanSnapshot {
 }
 
 impl LoanSnapshot {
+    /// Due date of the oldest installment whose principal or interest no live
+    /// payment covers (fee-blind, as lateness is judged); `None` when all are
+    /// covered. Payments are never dated in the future, so a repaying loan is
+    /// `OVERDUE` on exactly the days after this date ([`super::Loan::status_on`]);
+    /// the store keeps it on the loan row so lists can filter on today's status.
+    pub fn overdue_after(&self) -> Option<NaiveDate> {
+        let unpaid = ledger::fee_blind_unpaid(&self.installments, &self.payments, NaiveDate::MAX);
+        self.installments
+            .iter()
+            .zip(unpaid)
+            .find(|(_, unpaid)| *unpaid > 0)
+            .map(|(installment, _)| installment.due_date)
+    }
+
     /// Checks every invariant a loan keeps; the first broken one is reported.
     pub(super) fn check(&self) -> Result<(), LoanError> {
         self.check_lifecycle()?;
