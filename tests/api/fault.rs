@@ -40,6 +40,9 @@ const TEST_BUDGET: Duration = Duration::from_secs(180);
 /// The loan actors' call timeout once the load runs: short enough that
 /// commits slowed by the contention answer 503 while they still land.
 const LOAD_CALL_TIMEOUT_MS: &str = "250";
+/// Fewest acknowledged payments of each kind for the load to count (a slow
+/// shared machine still makes several hundred).
+const MIN_ACKNOWLEDGED: usize = 20;
 const ADMIN_EMAIL: &str = "fault-admin@example.com";
 const ADMIN_PASSWORD: &str = "a long fault-test admin passphrase";
 
@@ -146,7 +149,7 @@ fn the_load_was_cut_by_the_kills(attempts: &[Attempt]) {
         acknowledged(false),
     );
     assert!(
-        acknowledged(true) >= 50 && acknowledged(false) >= 50,
+        acknowledged(true) >= MIN_ACKNOWLEDGED && acknowledged(false) >= MIN_ACKNOWLEDGED,
         "too little load"
     );
     assert!(retried >= 1, "no kill cut off a keyed payment");
