@@ -63,6 +63,7 @@ pub fn event_data(loan: &LoanSnapshot, event: &LoanEvent) -> Value {
         }
         LoanEvent::Rejected { reason } => json!({ "reason": reason }),
         LoanEvent::Cancelled => json!({}),
+        LoanEvent::Deleted { status } => json!({ "status": status.as_str() }),
         LoanEvent::PaymentApplied {
             payment,
             reallocations,

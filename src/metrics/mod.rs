@@ -138,5 +138,6 @@ pub fn command_label(command: &LoanCommand) -> &'static str {
         LoanCommand::ReversePayment { .. } => "reverse_payment",
         LoanCommand::AssessLateFees { .. } => "assess_late_fees",
         LoanCommand::WriteOff => "write_off",
+        LoanCommand::Delete => "delete",
     }
 }

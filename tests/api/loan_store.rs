@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use actors::core::{Currency, LoanCommand, LoanId, LoanStatus, Money, PaymentId};
 use actors::store::{LoanCommit, LoanStore, StoreError as SeamError};
 use loan_tracker::store::Db;
-use loan_tracker::store::loans::{self, DeleteOutcome, LoanFilter, PaymentFilter};
+use loan_tracker::store::loans::{self, LoanFilter, PaymentFilter};
 use loan_tracker::store::page::PageRequest;
 use uuid::Uuid;
 
@@ -465,7 +465,7 @@ async fn payment_lists_and_lookups_carry_the_loan_and_its_owner(db: Db) {
 
 async fn only_loans_that_never_moved_money_are_deleted(db: Db) {
     let user_id = new_user(&db, "fi").await;
-    let pending = Held::apply_for(
+    let mut pending = Held::apply_for(
         &db,
         user_id,
         terms("1000", Currency::USD),
@@ -490,29 +490,27 @@ async fn only_loans_that_never_moved_money_are_deleted(db: Db) {
     approved
         .run(approve(date(2024, 1, 15)), date(2024, 1, 15))
         .await;
-    for held in [&pending, &cancelled] {
+    // A stale copy of the pending loan, as another actor would hold it.
+    let mut ghost = Held {
+        store: pending.store.clone(),
+        loan: pending.loan.clone(),
+        version: pending.version,
+    };
+    for held in [&mut pending, &mut cancelled] {
         let loan_id = held.loan.loan_id();
-        assert_eq!(
-            loans::delete_loan(&db, loan_id).await.unwrap(),
-            DeleteOutcome::Deleted
-        );
+        let events = held.run(LoanCommand::Delete, date(2024, 1, 16)).await;
+        assert_eq!(events.len(), 1);
         assert!(held.store.load(loan_id).await.unwrap().is_none());
-        assert_eq!(
-            loans::delete_loan(&db, loan_id).await.unwrap(),
-            DeleteOutcome::NotFound
-        );
+        let payloads = outbox_payloads(&db, loan_id).await;
+        assert_eq!(payloads.last().unwrap().0, "loans.events.loan.deleted");
     }
-    assert_eq!(
-        loans::delete_loan(&db, approved.loan.loan_id())
-            .await
-            .unwrap(),
-        DeleteOutcome::Refused {
-            status: LoanStatus::Approved
-        }
-    );
+    let refused = approved
+        .loan
+        .decide(&LoanCommand::Delete, date(2024, 1, 16))
+        .unwrap_err();
+    assert_eq!(refused.kind(), actors::core::ErrorKind::Conflict);
     approved.assert_stored().await;
     // The actor of a deleted loan finds it gone: its next commit conflicts.
-    let mut ghost = pending;
     let error = ghost
         .try_run(LoanCommand::Cancel, date(2024, 1, 17))
         .await

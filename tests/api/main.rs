@@ -15,6 +15,7 @@ mod helpers;
 mod idempotency;
 mod input;
 mod jobs;
+mod loan_delete;
 mod loan_store;
 mod loans;
 mod migrations;

@@ -116,6 +116,9 @@ pub enum LoanError {
     /// The loan has reached its limit of recorded payments.
     #[error("the loan has reached {0} payments")]
     TooManyPayments(usize),
+    /// The loan was deleted; it answers as if it never existed.
+    #[error("loan not found (deleted)")]
+    Deleted,
     /// No payment with this id on this loan.
     #[error("no payment {0} on this loan")]
     UnknownPayment(PaymentId),
@@ -145,7 +148,7 @@ impl LoanError {
             | LoanError::DuplicatePayment { .. }
             | LoanError::AlreadyReversed(_)
             | LoanError::TooManyPayments(_) => ErrorKind::Conflict,
-            LoanError::UnknownPayment(_) => ErrorKind::NotFound,
+            LoanError::UnknownPayment(_) | LoanError::Deleted => ErrorKind::NotFound,
             LoanError::CorruptSnapshot(_) => ErrorKind::Corrupt,
         }
     }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 
 use crate::core::{Loan, LoanId, UserId};
@@ -22,6 +22,7 @@ use crate::store::{LoanStore, StoredLoan};
 
 use super::config::MAX_BATCH_COMMANDS;
 use super::error::TreeError;
+use super::supervisor::SupervisorMsg;
 use super::turn;
 use super::types::{CommandOutcome, Counters, LoanRequest};
 
@@ -98,6 +99,8 @@ pub(crate) struct LoanActorArgs {
     pub(crate) counters: Arc<Counters>,
     /// Limit on each store call.
     pub(crate) store_timeout: Duration,
+    /// The loan supervisor, told when the loan is gone (deleted).
+    pub(crate) supervisor: ActorRef<SupervisorMsg>,
 }
 
 /// A loan actor's state.
@@ -117,6 +120,12 @@ pub(crate) struct LoanActorState {
     pub(crate) pending: VecDeque<Queued>,
     /// A `Flush` is in the mailbox.
     pub(crate) flush_scheduled: bool,
+    /// The loan supervisor, told when the loan is gone (deleted).
+    pub(crate) supervisor: ActorRef<SupervisorMsg>,
+    /// This actor's id, so the supervisor unlists this very actor.
+    pub(crate) actor_id: ActorId,
+    /// Set once the loan's deletion committed and the supervisor was told.
+    pub(crate) gone: bool,
 }
 
 /// The loan actor (behaviour only; the state is [`LoanActorState`]).
@@ -131,7 +140,7 @@ impl Actor for LoanActor {
     /// on the store (the supervisor spawns for all loans).
     async fn pre_start(
         &self,
-        _myself: ActorRef<LoanMsg>,
+        myself: ActorRef<LoanMsg>,
         args: LoanActorArgs,
     ) -> Result<LoanActorState, ActorProcessingErr> {
         Ok(LoanActorState {
@@ -142,6 +151,9 @@ impl Actor for LoanActor {
             loaded: None,
             pending: VecDeque::new(),
             flush_scheduled: false,
+            supervisor: args.supervisor,
+            actor_id: myself.get_id(),
+            gone: false,
         })
     }
 

@@ -106,6 +106,7 @@ impl SupervisorState {
             store: Arc::clone(&self.store),
             counters: Arc::clone(&self.counters),
             store_timeout: self.config.store_timeout,
+            supervisor: myself.clone(),
         };
         let (actor, _join) = Actor::spawn_linked(None, LoanActor, args, myself.get_cell())
             .await
@@ -169,6 +170,19 @@ impl SupervisorState {
                     "loan actor exceeded its restart budget; loan unavailable until the window passes"
                 );
             }
+        }
+    }
+
+    /// Unlists `actor_id` (if it is still `loan_id`'s routable actor) and lets it
+    /// finish its queue and stop: its loan is gone.
+    pub(crate) fn unlist(&mut self, loan_id: LoanId, actor_id: ActorId) {
+        let is_current = self
+            .live
+            .get(&loan_id)
+            .is_some_and(|entry| entry.actor.get_id() == actor_id);
+        if let Some(entry) = is_current.then(|| self.live.remove(&loan_id)).flatten() {
+            let _ = entry.actor.cast(LoanMsg::Passivate);
+            tracing::debug!(%loan_id, "loan actor stopped: its loan was deleted");
         }
     }
 

@@ -48,6 +48,13 @@ pub(crate) enum SupervisorMsg {
         /// The caller.
         reply: Reply<CommandOutcome>,
     },
+    /// A loan actor's loan is gone (deleted): unlist that actor and passivate it.
+    Gone {
+        /// The loan.
+        loan_id: LoanId,
+        /// The actor that committed the deletion (a newer one is left alone).
+        actor_id: ActorId,
+    },
     /// Passivate idle actors and forget expired restart windows (sent by a timer).
     Sweep,
     /// Describe the tree.
@@ -189,6 +196,7 @@ impl Actor for LoanSupervisor {
                 };
                 state.deliver(&myself, loan_id, reply, to_actor).await;
             }
+            SupervisorMsg::Gone { loan_id, actor_id } => state.unlist(loan_id, actor_id),
             SupervisorMsg::Sweep => state.sweep(),
             SupervisorMsg::Snapshot(reply) => {
                 let _ = reply.send(snapshot_of(state, Instant::now()));

@@ -15,6 +15,7 @@ use super::config::{CONFLICT_BACKOFF, MAX_CONFLICT_RETRIES};
 use super::error::TreeError;
 use super::loan_actor::{LoanActorState, NewLoan, Queued};
 use super::plan::{commit_for, event_id, plan_batch};
+use super::supervisor::SupervisorMsg;
 use super::types::{Applied, bump};
 
 /// How a batch attempt ended.
@@ -75,6 +76,9 @@ async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
                 assert_eq!(new_version, expected_new_version, "store skipped a version");
                 state.counters.committed(plan.effective);
                 let loan = Arc::new(plan.after.clone());
+                if loan.is_deleted() {
+                    announce_gone(state);
+                }
                 state.loaded = Some(StoredLoan {
                     loan: plan.after,
                     version: new_version,
@@ -95,6 +99,20 @@ async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
             }
         }
     }
+}
+
+/// The loan's deletion committed: the supervisor unlists this actor and
+/// passivates it, so the next command spawns a fresh actor that finds no loan
+/// (404). Until then the kept state (deleted) refuses every command the same way.
+fn announce_gone(state: &mut LoanActorState) {
+    if state.gone {
+        return;
+    }
+    state.gone = true;
+    let _ = state.supervisor.cast(SupervisorMsg::Gone {
+        loan_id: state.loan_id,
+        actor_id: state.actor_id,
+    });
 }
 
 /// Stores a new loan: a commit that expects no row.

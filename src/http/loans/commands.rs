@@ -1,4 +1,4 @@
-//! Loan commands: apply, approve, reject, cancel, write off, delete.
+//! Loan commands: apply, approve, reject, cancel, write off, delete (all through the loan's actor).
 
 use actors::core::{
     Currency, GraceDays, Loan, LoanCommand, LoanId, LoanTerms, Money, Rate, RepaymentMethod,
@@ -19,7 +19,7 @@ use crate::http::idempotency::IdempotencyKey;
 use crate::http::pagination::path_id;
 use crate::http::problem::ApiError;
 use crate::http::state::{AppState, app_state};
-use crate::store::loans::{DeleteOutcome, delete_loan, get_loan};
+use crate::store::loans::get_loan;
 
 /// A new id (UUIDv7), or — for a request with an Idempotency-Key — a UUIDv7
 /// whose time is the key's first claim and whose other bits hash the key, so
@@ -259,26 +259,19 @@ pub async fn write_off(req: &mut Request, depot: &mut Depot) -> Result<Json<Loan
 }
 
 /// Delete a loan that never moved money (ADMIN): PENDING, REJECTED or CANCELLED only.
-#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), status_codes(204, 401, 403, 404, 409), responses((status_code = 204, description = "Deleted")), security(("bearer" = [])))]
+/// Decided by the loan's actor; `loan.deleted` is written with the deletion.
+#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), status_codes(204, 401, 403, 404, 409, 503), responses((status_code = 204, description = "Deleted")), security(("bearer" = [])))]
 pub async fn delete(
     req: &mut Request,
     depot: &mut Depot,
     res: &mut Response,
 ) -> Result<(), ApiError> {
     let state = app_state(depot)?;
+    let principal = Principal::of(depot)?;
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
-    match delete_loan(&state.db, loan_id)
-        .await
-        .map_err(ApiError::internal)?
-    {
-        DeleteOutcome::Deleted => {
-            res.status_code(StatusCode::NO_CONTENT);
-            Ok(())
-        }
-        DeleteOutcome::NotFound => Err(ApiError::NotFound("loan not found".into())),
-        DeleteOutcome::Refused { status } => Err(ApiError::Conflict(format!(
-            "a {} loan is kept on record; only PENDING, REJECTED or CANCELLED loans without payments can be deleted",
-            status.as_str()
-        ))),
-    }
+    accessible_loan(&state, principal, loan_id).await?;
+    let now = Now::read(&state.clock);
+    execute(&state, principal, loan_id, LoanCommand::Delete, now).await?;
+    res.status_code(StatusCode::NO_CONTENT);
+    Ok(())
 }

@@ -3,8 +3,8 @@
 //!
 //! A loan is three tables (`loans`, `installments`, `payments`, migration
 //! 0003). Only [`LoanStore::commit`] writes them — one transaction per actor
-//! turn, guarded by `loans.version` — except [`queries::delete_loan`], which
-//! removes loans that never moved money. A loan is always read in one
+//! turn, guarded by `loans.version` (a `loan.deleted` commit removes the
+//! rows of a loan that never moved money). A loan is always read in one
 //! database snapshot, so a read racing a commit never sees half of it.
 
 mod queries;
@@ -12,8 +12,8 @@ mod rows;
 mod write;
 
 pub use queries::{
-    DeleteOutcome, LoanFilter, LoanSummary, PaymentFilter, StoredPayment, delete_loan, get_payment,
-    list_loans, list_payments, loan_access, loan_owner,
+    LoanFilter, LoanSummary, PaymentFilter, StoredPayment, get_payment, list_loans, list_payments,
+    loan_access, loan_owner,
 };
 
 use actors::core::{Loan, LoanId, UserId};

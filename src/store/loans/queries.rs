@@ -1,6 +1,5 @@
 //! Reads for the HTTP edge: loan and payment lists with keyset pagination,
-//! one payment, a loan's owner; and the one write outside the actors,
-//! deleting a loan that never moved money.
+//! one payment, a loan's owner.
 
 use actors::core::{
     Currency, LoanId, LoanStatus, LoanTerms, Money, PaymentId, PaymentRecord, UserId,
@@ -12,7 +11,7 @@ use uuid::Uuid;
 use super::rows::{LOAN_COLUMNS, LoanRow, PAYMENT_COLUMNS, PaymentRow, currency_of, money};
 use crate::store::page::{Page, PageRequest, into_page};
 use crate::store::{Db, StoreError};
-use crate::{with_pool, with_read_pool};
+use crate::with_read_pool;
 
 /// Filters of `GET /loans` (all optional, combined with "and").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -246,51 +245,4 @@ pub async fn loan_access(
             .map_err(|error| StoreError::Corrupt(format!("loans.currency of {loan_id}: {error}")))
     })
     .transpose()
-}
-
-/// What [`delete_loan`] did; the edge answers 204, 404 or 409.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteOutcome {
-    /// The loan and its rows are gone.
-    Deleted,
-    /// There is no such loan.
-    NotFound,
-    /// The loan moved money (or may still): only `PENDING`, `REJECTED` and
-    /// `CANCELLED` loans without payments are deleted.
-    Refused {
-        /// The loan's status.
-        status: LoanStatus,
-    },
-}
-
-/// Deletes a loan if it is `PENDING`, `REJECTED` or `CANCELLED` and has no
-/// payments — one statement, so a concurrent approval either happened
-/// before (refused) or finds the loan gone (its commit conflicts).
-pub async fn delete_loan(db: &Db, loan_id: LoanId) -> Result<DeleteOutcome, StoreError> {
-    let id = loan_id.as_uuid();
-    let deleted = with_pool!(db, |pool| sqlx::query(
-        "delete from loans where id = $1 and status in ('PENDING', 'REJECTED', 'CANCELLED') \
-         and not exists (select 1 from payments where loan_id = $1)"
-    )
-    .bind(id)
-    .execute(pool)
-    .await
-    .map(|result| result.rows_affected()))?;
-    if deleted == 1 {
-        return Ok(DeleteOutcome::Deleted);
-    }
-    let status: Option<String> = with_pool!(db, |pool| sqlx::query_scalar(
-        "select status from loans where id = $1"
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await)?;
-    match status {
-        None => Ok(DeleteOutcome::NotFound),
-        Some(status) => Ok(DeleteOutcome::Refused {
-            status: status
-                .parse()
-                .map_err(|error| StoreError::Corrupt(format!("loans.status of {id}: {error}")))?,
-        }),
-    }
 }

@@ -79,11 +79,15 @@ pub(super) async fn commit(db: &Db, commit: &LoanCommit) -> Result<u64, SeamErro
         .begin()
         .await
         .map_err(|error| seam_error(error, loan_id))?;
-    write_loan_row(&mut tx, commit, versions, now).await?;
-    write_installments(&mut tx, &commit.snapshot)
-        .await
-        .map_err(|error| seam_error(error, loan_id))?;
-    write_payments(&mut tx, commit).await?;
+    if deletes_the_loan(commit) {
+        delete_loan_row(&mut tx, commit, versions.0).await?;
+    } else {
+        write_loan_row(&mut tx, commit, versions, now).await?;
+        write_installments(&mut tx, &commit.snapshot)
+            .await
+            .map_err(|error| seam_error(error, loan_id))?;
+        write_payments(&mut tx, commit).await?;
+    }
     for record in &commit.events {
         let event = loan_event_outbox(&commit.snapshot, record);
         outbox::insert(&mut tx, &event)
@@ -94,6 +98,43 @@ pub(super) async fn commit(db: &Db, commit: &LoanCommit) -> Result<u64, SeamErro
         .await
         .map_err(|error| seam_error(error, loan_id))?;
     Ok(new_version)
+}
+
+fn deletes_the_loan(commit: &LoanCommit) -> bool {
+    commit
+        .events
+        .iter()
+        .any(|record| matches!(record.event, LoanEvent::Deleted { .. }))
+}
+
+/// Removes the loan row (its installments cascade) under the version check.
+/// The core only deletes loans without payments; the `payments` foreign key
+/// refuses anything else.
+async fn delete_loan_row(
+    tx: &mut Tx,
+    commit: &LoanCommit,
+    expected: Option<i64>,
+) -> Result<(), SeamError> {
+    let conflict = SeamError::VersionConflict {
+        loan_id: commit.loan_id,
+        expected: commit.expected_version,
+    };
+    let Some(expected) = expected else {
+        return Err(conflict);
+    };
+    let deleted = with_tx!(tx, |conn| sqlx::query(
+        "delete from loans where id = $1 and version = $2"
+    )
+    .bind(commit.loan_id.as_uuid())
+    .bind(expected)
+    .execute(conn)
+    .await
+    .map(|result| result.rows_affected()))
+    .map_err(|error| seam_error(error.into(), commit.loan_id))?;
+    if deleted != 1 {
+        return Err(conflict);
+    }
+    Ok(())
 }
 
 /// Inserts the loan (no expected version) or updates it under the version check;

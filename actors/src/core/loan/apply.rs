@@ -29,6 +29,7 @@ impl Loan {
                 state.installments = schedule.iter().map(Installment::from_schedule).collect();
             }
             LoanEvent::Rejected { reason } => state.rejection_reason = Some(reason.clone()),
+            LoanEvent::Deleted { .. } => self.deleted = true,
             LoanEvent::Cancelled
             | LoanEvent::MarkedOverdue { .. }
             | LoanEvent::ReturnedToApproved { .. }

@@ -51,6 +51,9 @@ pub enum LoanCommand {
     },
     /// An admin gives up on collecting an `APPROVED` or `OVERDUE` loan.
     WriteOff,
+    /// An admin removes a loan that never moved money (`PENDING`, `REJECTED`
+    /// or `CANCELLED`, no payment); afterwards the loan answers as unknown.
+    Delete,
 }
 
 /// Something that happened to a loan; [`super::Loan::apply`] folds it into the state.
@@ -121,6 +124,11 @@ pub enum LoanEvent {
         /// Total interest waived by a payoff (zero when paid as scheduled).
         interest_waived: Money,
     },
+    /// The loan was deleted (it never moved money); the store removes its rows.
+    Deleted {
+        /// The status it had.
+        status: LoanStatus,
+    },
     /// The loan was written off with these amounts outstanding.
     WrittenOff {
         /// Principal not recovered.
@@ -147,6 +155,7 @@ impl LoanEvent {
             LoanEvent::ReturnedToApproved { .. } => "loan.current",
             LoanEvent::Paid { .. } => "loan.paid",
             LoanEvent::WrittenOff { .. } => "loan.written_off",
+            LoanEvent::Deleted { .. } => "loan.deleted",
         }
     }
 
@@ -163,6 +172,7 @@ impl LoanEvent {
             LoanEvent::Paid { .. } => Some(LoanStatus::Paid),
             LoanEvent::WrittenOff { .. } => Some(LoanStatus::WrittenOff),
             LoanEvent::PaymentApplied { .. }
+            | LoanEvent::Deleted { .. }
             | LoanEvent::PaymentReversed { .. }
             | LoanEvent::LateFeesAssessed { .. } => None,
         }

@@ -21,7 +21,11 @@ impl Loan {
         command: &LoanCommand,
         today: NaiveDate,
     ) -> Result<Vec<LoanEvent>, LoanError> {
+        if self.is_deleted() {
+            return Err(LoanError::Deleted);
+        }
         match command {
+            LoanCommand::Delete => self.decide_delete(),
             LoanCommand::Approve { disbursed_on } => self.decide_approve(*disbursed_on, today),
             LoanCommand::Reject { reason } => {
                 self.require_pending("reject")?;
@@ -69,6 +73,23 @@ impl Loan {
                 }])
             }
         }
+    }
+
+    /// Only a loan that never moved money may go: `PENDING`, `REJECTED` or
+    /// `CANCELLED` (so never disbursed) and without any payment on record.
+    fn decide_delete(&self) -> Result<Vec<LoanEvent>, LoanError> {
+        let status = self.status();
+        let deletable = matches!(
+            status,
+            LoanStatus::Pending | LoanStatus::Rejected | LoanStatus::Cancelled
+        );
+        if !deletable || !self.payments().is_empty() {
+            return Err(LoanError::InvalidTransition {
+                action: "delete",
+                status,
+            });
+        }
+        Ok(vec![LoanEvent::Deleted { status }])
     }
 
     fn decide_approve(

@@ -111,6 +111,8 @@ impl fmt::Display for LoanStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loan {
     state: LoanSnapshot,
+    /// Set by the `Deleted` event: the loan is gone, every command is refused.
+    deleted: bool,
 }
 
 impl Loan {
@@ -136,7 +138,13 @@ impl Loan {
             installments: Vec::new(),
             payments: Vec::new(),
         };
-        (Loan { state }, event)
+        (
+            Loan {
+                state,
+                deleted: false,
+            },
+            event,
+        )
     }
 
     /// The loan's id.
@@ -152,6 +160,11 @@ impl Loan {
     /// The terms applied for.
     pub fn terms(&self) -> &LoanTerms {
         &self.state.terms
+    }
+
+    /// True once a `Deleted` event was applied: the store no longer has the loan.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
     }
 
     /// The current status.
@@ -200,6 +213,9 @@ impl Loan {
     /// Rebuilds a loan from a stored snapshot, re-checking every invariant.
     pub fn restore(snapshot: LoanSnapshot) -> Result<Loan, LoanError> {
         snapshot.check()?;
-        Ok(Loan { state: snapshot })
+        Ok(Loan {
+            state: snapshot,
+            deleted: false,
+        })
     }
 }
