@@ -83,6 +83,7 @@ impl Application {
                 settings.rate_limit_per_min,
                 settings.login_rate_limit_per_min,
             ),
+            standing: crate::auth::standing::StandingCache::new(settings.session_poll_interval),
             refresh_ttl: chrono::Duration::from_std(settings.refresh_token_ttl)
                 .context("REFRESH_TOKEN_TTL_DAYS is too large")?,
             tree,
@@ -146,6 +147,10 @@ impl Application {
             self.state.settings.events.outbox_retention,
             self.state.settings.events.outbox_purge_interval,
         ));
+        let standing = self.state.clone();
+        let session_changes = tokio::spawn(async move {
+            standing.standing.follow_changes(standing.db.clone()).await;
+        });
         let interval = self.state.settings.ops_metrics_interval;
         let summaries = tokio::spawn(crate::metrics::summary::publish_summaries(
             self.state.clone(),
@@ -164,6 +169,7 @@ impl Application {
             .context("HTTP server failed")?;
         housekeeping.abort();
         retention.abort();
+        session_changes.abort();
         summaries.abort();
         metrics_upkeep.abort();
         tracing::info!("HTTP stopped; stopping the scheduler");

@@ -194,6 +194,8 @@ pub async fn set_role(
     .execute(conn)
     .await
     .map(drop))?;
+    // Ends the user's access tokens' old role on every instance within a second.
+    crate::auth::changes::record(&mut tx, id, now).await?;
     let data = json!({ "from": before.role, "to": role, "changed_by": changed_by });
     outbox::insert(
         &mut tx,
@@ -232,6 +234,7 @@ pub async fn deactivate(
     .execute(conn)
     .await
     .map(drop))?;
+    // Also records the change: the user's access tokens end on every instance.
     crate::auth::sessions::revoke_all(&mut tx, id, now).await?;
     let data = json!({ "changed_by": changed_by });
     outbox::insert(

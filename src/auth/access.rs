@@ -9,17 +9,23 @@ use salvo::http::header::AUTHORIZATION;
 use salvo::prelude::*;
 use uuid::Uuid;
 
+use super::rate_limit::client_ip;
+use super::standing::Verdict;
 use crate::accounts::Role;
 use crate::http::problem::ApiError;
-use crate::http::state::app_state;
+use crate::http::state::{AppState, app_state};
 
-/// The authenticated caller of a request.
+/// The authenticated caller of a request, as they stand *now*: the role is
+/// the user's current one (not the token's), the user is active and the
+/// session live ([`super::standing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
     /// The user's id.
     pub user_id: Uuid,
-    /// The role in the access token.
+    /// The user's current role.
     pub role: Role,
+    /// The session (refresh-token family) of the access token.
+    pub session_id: Uuid,
 }
 
 impl Principal {
@@ -47,8 +53,10 @@ impl Principal {
     }
 }
 
-/// Reads a bearer token if one is sent: a valid one puts the [`Principal`]
-/// into the depot, an invalid one answers 401 at once. No token: anonymous.
+/// Reads a bearer token if one is sent: a genuine token of an active user
+/// in a live session puts the [`Principal`] into the depot; any other token
+/// answers 401 at once, counted against the client address (429 over its
+/// limit). No token: anonymous.
 #[handler]
 pub async fn authenticate(
     req: &mut Request,
@@ -59,30 +67,57 @@ pub async fn authenticate(
     let Some(header) = req.headers().get(AUTHORIZATION) else {
         return;
     };
-    let verified = match (
-        app_state(depot),
-        header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")),
-    ) {
-        (Err(error), _) => Err(error),
-        (Ok(_), None) => Err(ApiError::Unauthorized(
-            "Authorization must be 'Bearer <token>'".into(),
-        )),
-        (Ok(state), Some(token)) => state
-            .tokens
-            .verify(token.trim())
-            .map_err(|error| ApiError::Unauthorized(error.to_string())),
+    let bearer = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(|token| token.trim().to_owned());
+    let verdict = match app_state(depot) {
+        Err(error) => Err(error),
+        Ok(state) => match principal(&state, bearer.as_deref()).await {
+            // A refused token spends the address's budget, so guessing
+            // tokens is rate limited like any anonymous request.
+            Err(ApiError::Unauthorized(why)) => state
+                .rate_limits
+                .check_address(client_ip(req))
+                .and(Err(ApiError::Unauthorized(why))),
+            other => other,
+        },
     };
-    match verified {
-        Ok(claims) => {
-            depot.insert_typed(Principal {
-                user_id: claims.sub,
-                role: claims.role,
-            });
+    match verdict {
+        Ok(principal) => {
+            depot.insert_typed(principal);
         }
         Err(error) => {
             error.write(req, depot, res).await;
             ctrl.skip_rest();
         }
+    }
+}
+
+/// The principal of a presented bearer token, judged by the user's current standing.
+async fn principal(state: &AppState, bearer: Option<&str>) -> Result<Principal, ApiError> {
+    let token = bearer
+        .ok_or_else(|| ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into()))?;
+    let claims = state
+        .tokens
+        .verify(token)
+        .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
+    let verdict = state
+        .standing
+        .check(&state.db, claims.sub, claims.sid)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "checking a caller's standing failed");
+            ApiError::Unavailable("cannot check the session right now; retry shortly".into())
+        })?;
+    match verdict {
+        Verdict::Allowed(role) => Ok(Principal {
+            user_id: claims.sub,
+            role,
+            session_id: claims.sid,
+        }),
+        Verdict::Refused(why) => Err(ApiError::Unauthorized(why.into())),
     }
 }
 

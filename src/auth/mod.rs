@@ -1,7 +1,10 @@
 //! Authentication and access: access tokens (JWT), refresh-token sessions,
-//! the principal of a request with the access rules, and rate limits.
+//! the principal of a request with the access rules, the current standing
+//! of each caller (cached, following the session change log), and rate limits.
 
 pub mod access;
+pub mod changes;
 pub mod rate_limit;
 pub mod sessions;
+pub mod standing;
 pub mod tokens;

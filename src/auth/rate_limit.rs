@@ -74,6 +74,14 @@ impl RateLimits {
         });
     }
 
+    /// Counts a request against the address `ip` (an anonymous caller, or
+    /// one whose token was refused); 429 over the limit.
+    pub fn check_address(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.general
+            .check_key(&Caller::Ip(ip))
+            .map_err(|not_until| too_many(&not_until))
+    }
+
     /// Counts a login attempt from `ip`; 429 when over the per-IP login limit.
     pub fn check_login_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
         self.login_per_ip

@@ -7,8 +7,9 @@ use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use super::changes;
 use crate::store::{Db, StoreError};
-use crate::{with_pool, with_tx};
+use crate::with_tx;
 
 /// Bytes of randomness in a refresh token.
 const TOKEN_BYTES: usize = 32;
@@ -47,18 +48,29 @@ fn hash(token: &str) -> String {
         .collect()
 }
 
-/// Starts a new family (one login) for `user_id`; returns the refresh token.
+/// A new login: its first refresh token and its family (the session id
+/// that its access tokens carry).
+#[derive(Debug)]
+pub struct Started {
+    /// The opaque refresh token.
+    pub token: String,
+    /// The family every token of this login shares.
+    pub family_id: Uuid,
+}
+
+/// Starts a new family (one login) for `user_id`.
 pub async fn start(
     db: &Db,
     user_id: Uuid,
     now: DateTime<Utc>,
     expires_at: DateTime<Utc>,
-) -> Result<String, StoreError> {
+) -> Result<Started, StoreError> {
     let token = new_token();
+    let family_id = Uuid::now_v7();
     let mut tx = db.begin().await?;
-    insert(&mut tx, Uuid::now_v7(), user_id, &token, now, expires_at).await?;
+    insert(&mut tx, family_id, user_id, &token, now, expires_at).await?;
     tx.commit().await?;
-    Ok(token)
+    Ok(Started { token, family_id })
 }
 
 async fn insert(
@@ -116,7 +128,7 @@ pub async fn rotate(
         return Ok(Rotation::Invalid);
     };
     if row.used_at.is_some() || row.revoked_at.is_some() {
-        revoke_family_in(&mut tx, row.family_id, now).await?;
+        revoke_family_in(&mut tx, row.family_id, row.user_id, now).await?;
         tx.commit().await?;
         return Ok(Rotation::Reused {
             user_id: row.user_id,
@@ -138,7 +150,7 @@ pub async fn rotate(
     .map(|done| done.rows_affected())
     })?;
     if marked == 0 {
-        revoke_family_in(&mut tx, row.family_id, now).await?;
+        revoke_family_in(&mut tx, row.family_id, row.user_id, now).await?;
         tx.commit().await?;
         return Ok(Rotation::Reused {
             user_id: row.user_id,
@@ -154,9 +166,11 @@ pub async fn rotate(
     })
 }
 
+/// Revokes the family and records the change, so its access tokens end too.
 async fn revoke_family_in(
     tx: &mut crate::store::Tx,
     family_id: Uuid,
+    user_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     with_tx!(tx, |conn| sqlx::query(
@@ -167,38 +181,49 @@ async fn revoke_family_in(
     .execute(conn)
     .await
     .map(drop))?;
-    Ok(())
+    changes::record(tx, user_id, now).await
 }
 
-/// Revokes every token of a family (a follow-up check failed after rotation).
-pub async fn revoke_family(db: &Db, family_id: Uuid, now: DateTime<Utc>) -> Result<(), StoreError> {
+/// Revokes every token of `user_id`'s family (a follow-up check failed after rotation).
+pub async fn revoke_family(
+    db: &Db,
+    family_id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let mut tx = db.begin().await?;
-    revoke_family_in(&mut tx, family_id, now).await?;
+    revoke_family_in(&mut tx, family_id, user_id, now).await?;
     tx.commit().await
 }
 
-/// Logout: revokes the family of `presented` if it belongs to `user_id`.
-/// Returns whether a family of that user was found.
+/// Logout: revokes the family of `presented` if it belongs to `user_id`
+/// (and so the access tokens of that login). Returns whether a live family
+/// of that user was found.
 pub async fn logout(
     db: &Db,
     presented: &str,
     user_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let revoked = with_pool!(db, |pool| sqlx::query(
+    let mut tx = db.begin().await?;
+    let revoked = with_tx!(&mut tx, |conn| sqlx::query(
         "update refresh_tokens set revoked_at = $1 where revoked_at is null and family_id in \
          (select family_id from refresh_tokens where token_hash = $2 and user_id = $3)"
     )
     .bind(now)
     .bind(hash(presented))
     .bind(user_id)
-    .execute(pool)
+    .execute(conn)
     .await
     .map(|done| done.rows_affected()))?;
+    if revoked > 0 {
+        changes::record(&mut tx, user_id, now).await?;
+    }
+    tx.commit().await?;
     Ok(revoked > 0)
 }
 
-/// Revokes every session of a user (deactivation).
+/// Revokes every session of a user (deactivation) and records the change.
 pub async fn revoke_all(
     tx: &mut crate::store::Tx,
     user_id: Uuid,
@@ -212,5 +237,5 @@ pub async fn revoke_all(
     .execute(conn)
     .await
     .map(drop))?;
-    Ok(())
+    changes::record(tx, user_id, now).await
 }

@@ -31,8 +31,12 @@ pub enum TokenError {
 pub struct Claims {
     /// The user id.
     pub sub: Uuid,
-    /// The role when the token was issued (changes apply at the next refresh).
+    /// The role when the token was issued; informational only: every request
+    /// is judged by the user's current role ([`super::standing`]).
     pub role: Role,
+    /// The session (refresh-token family, one per login) the token belongs
+    /// to: ending the session ends its access tokens.
+    pub sid: Uuid,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
     /// Issued at, seconds since the epoch.
@@ -71,6 +75,7 @@ impl TokenKeys {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        // `sid` is required too: `Claims` has no default for it.
         validation.leeway = 5;
         Self {
             encoding: EncodingKey::from_secret(secret),
@@ -80,16 +85,19 @@ impl TokenKeys {
         }
     }
 
-    /// Issues an access token for `user_id` with `role`, valid from `now`.
+    /// Issues an access token for `user_id` with `role` in session
+    /// `session_id`, valid from `now`.
     pub fn issue(
         &self,
         user_id: Uuid,
         role: Role,
+        session_id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<String, TokenError> {
         let claims = Claims {
             sub: user_id,
             role,
+            sid: session_id,
             iat: now.timestamp(),
             exp: now.timestamp() + self.access_ttl.as_secs() as i64,
             iss: ISSUER.to_owned(),

@@ -78,26 +78,28 @@ struct TokenPair {
     expires_in: u64,
 }
 
+/// Issues a token pair for `user`: in a new session, or (on refresh) in
+/// the session of an already rotated refresh token.
 async fn issue_pair(
     state: &AppState,
     user: User,
     now: DateTime<Utc>,
-    refresh_token: Option<String>,
+    rotated: Option<sessions::Started>,
 ) -> Result<TokenPair, ApiError> {
-    let refresh_token = match refresh_token {
-        Some(token) => token,
+    let session = match rotated {
+        Some(session) => session,
         None => sessions::start(&state.db, user.id, now, now + state.refresh_ttl)
             .await
             .map_err(ApiError::internal)?,
     };
     let access_token = state
         .tokens
-        .issue(user.id, user.role, now)
+        .issue(user.id, user.role, session.family_id, now)
         .map_err(ApiError::internal)?;
     Ok(TokenPair {
         user: user.into(),
         access_token,
-        refresh_token,
+        refresh_token: session.token,
         token_type: "Bearer",
         expires_in: state.tokens.access_ttl.as_secs(),
     })
@@ -212,17 +214,21 @@ async fn refresh(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenPair>
                 .map_err(ApiError::internal)?;
             match user {
                 Some(user) if user.active => {
-                    Ok(Json(issue_pair(&state, user, now, Some(token)).await?))
+                    let rotated = sessions::Started { token, family_id };
+                    Ok(Json(issue_pair(&state, user, now, Some(rotated)).await?))
                 }
                 _ => {
-                    sessions::revoke_family(&state.db, family_id, now)
+                    sessions::revoke_family(&state.db, family_id, user_id, now)
                         .await
                         .map_err(ApiError::internal)?;
+                    state.standing.forget(user_id);
                     Err(ApiError::Unauthorized("the account is deactivated".into()))
                 }
             }
         }
         Rotation::Reused { user_id } => {
+            // The family's access tokens end here at once, elsewhere within a second.
+            state.standing.forget(user_id);
             tracing::warn!(%user_id, "refresh token reuse: the whole login was revoked");
             Err(ApiError::Unauthorized(
                 "refresh token was already used; this login has been revoked".into(),
@@ -234,7 +240,7 @@ async fn refresh(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenPair>
     }
 }
 
-/// Log out: revoke every token of this login.
+/// Log out: revoke every token of this login, its access tokens included.
 #[endpoint(tags("auth"), request_body = RefreshRequest, status_codes(204, 401, 422), responses((status_code = 204, description = "Logged out")), security(("bearer" = [])))]
 async fn logout(req: &mut Request, depot: &mut Depot, res: &mut Response) -> Result<(), ApiError> {
     let state = app_state(depot)?;
@@ -248,6 +254,7 @@ async fn logout(req: &mut Request, depot: &mut Depot, res: &mut Response) -> Res
     )
     .await
     .map_err(ApiError::internal)?;
+    state.standing.forget(principal.user_id);
     res.status_code(StatusCode::NO_CONTENT);
     Ok(())
 }

@@ -23,6 +23,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Rate limiters.
     pub rate_limits: RateLimits,
+    /// Users' current role, active flag and live sessions (cached).
+    pub standing: crate::auth::standing::StandingCache,
     /// Lifetime of a refresh token.
     pub refresh_ttl: chrono::Duration,
     /// Sends e-mail (SMTP or `.eml` files).

@@ -135,6 +135,8 @@ async fn set_role(req: &mut Request, depot: &mut Depot) -> Result<Json<UserBody>
     )
     .await
     .map_err(ApiError::internal)?;
+    // The user's tokens carry the new role from the next request on.
+    state.standing.forget(id);
     change_result(change)
 }
 
@@ -147,6 +149,7 @@ async fn deactivate(req: &mut Request, depot: &mut Depot) -> Result<Json<UserBod
     let change = users::deactivate(&state.db, id, principal.user_id, Utc::now())
         .await
         .map_err(ApiError::internal)?;
+    state.standing.forget(id);
     change_result(change)
 }
 

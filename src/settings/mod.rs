@@ -117,6 +117,10 @@ pub struct Settings {
     pub access_token_ttl: Duration,
     /// Lifetime of a refresh token (`REFRESH_TOKEN_TTL_DAYS`).
     pub refresh_token_ttl: Duration,
+    /// How often each instance reads the session change log, so a role change,
+    /// deactivation or logout anywhere ends the affected access tokens here
+    /// within a second (`SESSION_POLL_MS`, 1–500).
+    pub session_poll_interval: Duration,
     /// A loan actor idle this long is stopped; the next command reloads it (`LOAN_ACTOR_IDLE_SECS`).
     pub loan_actor_idle: Duration,
     /// Longest wait for a loan actor's answer before 503 (`ACTOR_CALL_TIMEOUT_MS`).
@@ -131,6 +135,20 @@ pub struct Settings {
     pub jobs: crate::jobs::settings::JobSettings,
     /// The event flow: outbox retention, inbound retries.
     pub events: events::EventSettings,
+}
+
+/// `SESSION_POLL_MS`: at most the standing cache's limit, which keeps slack
+/// under its one-second guarantee.
+fn parse_session_poll(vars: &Vars<'_>) -> Result<Duration, SettingsError> {
+    let interval = vars.millis("SESSION_POLL_MS", 250)?;
+    let max = crate::auth::standing::MAX_POLL_INTERVAL;
+    if interval > max {
+        return Err(invalid(
+            "SESSION_POLL_MS",
+            format!("must be at most {} (ms)", max.as_millis()),
+        ));
+    }
+    Ok(interval)
 }
 
 /// Shortest accepted `JWT_SECRET`, in bytes: HS256 keys shorter than the hash are weak.
@@ -208,6 +226,7 @@ impl Settings {
             )?,
             access_token_ttl: vars.seconds("ACCESS_TOKEN_TTL_SECS", 15 * 60)?,
             refresh_token_ttl: vars.seconds("REFRESH_TOKEN_TTL_DAYS", 30)? * 24 * 3600,
+            session_poll_interval: parse_session_poll(&vars)?,
             loan_actor_idle: vars.seconds("LOAN_ACTOR_IDLE_SECS", 600)?,
             actor_call_timeout: vars.millis("ACTOR_CALL_TIMEOUT_MS", 5_000)?,
             actor_restart_limit: vars.positive("ACTOR_RESTART_LIMIT", 3)?,

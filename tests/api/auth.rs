@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TEST_JWT_SECRET, TEST_PASSWORD, TestApp, outbox_count, spawn_app, spawn_app_with,
+    TEST_JWT_SECRET, TEST_PASSWORD, TestApp, outbox_count, spawn_app, spawn_app_with, token_claims,
 };
 
 #[tokio::test]
@@ -170,9 +170,11 @@ fn forge(claims: Value, key: &[u8]) -> String {
 #[tokio::test]
 async fn forged_expired_and_misaddressed_tokens_are_401() {
     let app = spawn_app().await;
-    let ann = app.register("ann").await;
+    let ann = app.user_with_role("ann", Role::Admin).await;
+    // A live session of ann's, so only the forgery can make a token fail.
+    let sid = token_claims(&ann.access_token)["sid"].clone();
     let now = Utc::now().timestamp();
-    let claims = |exp: i64, iss: &str, aud: &str| json!({"sub": ann.user_id, "role": "ADMIN", "exp": exp, "iat": now, "iss": iss, "aud": aud, "jti": uuid::Uuid::new_v4()});
+    let claims = |exp: i64, iss: &str, aud: &str| json!({"sub": ann.user_id, "role": "ADMIN", "sid": sid, "exp": exp, "iat": now, "iss": iss, "aud": aud, "jti": uuid::Uuid::new_v4()});
     let b64 = |value: Value| {
         use std::fmt::Write;
         let raw = serde_json::to_vec(&value).unwrap();

@@ -385,3 +385,16 @@ pub async fn approved_loans(
     }
     loans
 }
+
+/// The claims of an access token this app issued (signature checked with the test key).
+pub fn token_claims(token: &str) -> serde_json::Value {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_audience(&["loan-tracker-api"]);
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(TEST_JWT_SECRET.as_bytes()),
+        &validation,
+    )
+    .expect("a token of this app")
+    .claims
+}

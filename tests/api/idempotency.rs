@@ -55,10 +55,12 @@ async fn the_same_key_ten_times_at_once_acts_once() {
 async fn the_same_key_with_another_body_is_422() {
     let app = spawn_app().await;
     let ann = app.register("ann").await;
+    // Logout ends its own session's access token: ask from another login.
+    let other_login = app.login(&ann.email).await;
     let logout = |token: &str| {
         app.client
             .post(app.url("/api/v1/auth/logout"))
-            .bearer_auth(&ann.access_token)
+            .bearer_auth(&other_login.access_token)
             .header("Idempotency-Key", "k1")
             .json(&json!({ "refresh_token": token }))
             .send()

@@ -25,5 +25,6 @@ mod ops;
 mod resilience;
 mod retention;
 mod routes;
+mod sessions;
 mod smtp;
 mod store;
