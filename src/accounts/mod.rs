@@ -128,23 +128,25 @@ impl Email {
 /// Username length bounds, in characters.
 const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
 
-/// A display handle: 3–64 letters, digits, `.`, `_`, `-`, `@`.
+/// A display handle: 3–64 ASCII letters, digits, `.`, `_`, `-`, `@` (what
+/// the published schema's pattern says, exactly: no trimming, no look-alike
+/// letters from other scripts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
     /// Parses a username.
     pub fn parse(raw: &str) -> Result<Self, AccountError> {
-        let name = raw.trim();
+        let name = raw;
         if !USERNAME_CHARS.contains(&name.chars().count()) {
             return Err(AccountError::Username("must be 3 to 64 characters"));
         }
         if !name
             .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
         {
             return Err(AccountError::Username(
-                "may contain only letters, digits, '.', '_', '-' and '@'",
+                "may contain only ASCII letters, digits, '.', '_', '-' and '@'",
             ));
         }
         Ok(Self(name.to_owned()))

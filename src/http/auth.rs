@@ -33,13 +33,23 @@ pub fn router() -> Router {
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
     /// E-mail address (case-insensitive, unique).
-    #[salvo(schema(example = "pat@example.com"))]
+    #[salvo(schema(example = "pat@example.com", format = Email))]
     email: String,
-    /// Display handle, 3–64 characters (unique, case-insensitive).
-    #[salvo(schema(example = "pat"))]
+    /// Display handle, 3–64 of `A–Z a–z 0–9 . _ - @` (unique, case-insensitive).
+    #[salvo(schema(
+        example = "pat",
+        min_length = 3,
+        max_length = 64,
+        pattern = r"^[A-Za-z0-9._@-]{3,64}$"
+    ))]
     username: String,
-    /// 12–128 characters.
-    #[salvo(schema(example = "correct horse battery staple"))]
+    /// 12–128 characters, no control characters.
+    #[salvo(schema(
+        example = "correct horse battery staple",
+        min_length = 12,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]{12,128}$"
+    ))]
     password: String,
 }
 
@@ -48,7 +58,7 @@ struct RegisterRequest {
 #[serde(deny_unknown_fields)]
 struct LoginRequest {
     /// E-mail address.
-    #[salvo(schema(example = "pat@example.com"))]
+    #[salvo(schema(example = "pat@example.com", format = Email))]
     email: String,
     /// Password.
     #[salvo(schema(example = "correct horse battery staple"))]

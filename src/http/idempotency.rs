@@ -44,9 +44,11 @@ pub async fn idempotent(
     if req.method() != salvo::http::Method::POST {
         return;
     }
-    let Some(key) = req.header::<String>(IDEMPOTENCY_KEY) else {
+    let Some(raw_key) = req.headers().get(IDEMPOTENCY_KEY) else {
         return;
     };
+    // A key with bytes outside visible ASCII is refused below, not ignored.
+    let key = String::from_utf8_lossy(raw_key.as_bytes()).into_owned();
     // Anonymous requests fail authorization further on; nothing to key by.
     let Ok(principal) = Principal::of(depot) else {
         return;

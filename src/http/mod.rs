@@ -11,6 +11,7 @@ mod jobs;
 mod loans;
 pub mod metrics;
 mod notifications;
+pub mod openapi;
 pub mod pagination;
 pub mod problem;
 mod profile;
@@ -21,9 +22,7 @@ mod users;
 use std::sync::Arc;
 
 use salvo::catcher::Catcher;
-use salvo::oapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use salvo::oapi::swagger_ui::SwaggerUi;
-use salvo::oapi::{Info, OpenApi};
 use salvo::prelude::*;
 
 use self::state::{AppState, InjectState};
@@ -46,8 +45,8 @@ pub fn router() -> Router {
         .push(Router::with_path("ready").get(health::ready))
         .push(Router::with_path("metrics").get(metrics::metrics))
         .push(api);
-    let spec = openapi(&router);
-    router.push(spec.into_router("openapi.json")).push(
+    let document = openapi::document(&router);
+    router.push(openapi::route("openapi.json", &document)).push(
         SwaggerUi::new("/openapi.json")
             .title("loan-tracker API")
             .into_router("docs"),
@@ -64,14 +63,4 @@ pub fn service(state: Arc<AppState>) -> Service {
         .hoop(InjectState(state))
         .hoop(salvo::catch_panic::CatchPanic::new())
         .catcher(Catcher::default().hoop(problem::catch_errors))
-}
-
-/// The OpenAPI 3 description of every endpoint under `router`, with the bearer scheme.
-pub fn openapi(router: &Router) -> OpenApi {
-    OpenApi::with_info(
-        Info::new("loan-tracker", env!("CARGO_PKG_VERSION"))
-            .description("Loan servicing: apply, approve, repay, remind, audit. Amounts are strings in major units."),
-    )
-    .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer).bearer_format("JWT")))
-    .merge_router(router)
 }

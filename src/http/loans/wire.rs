@@ -23,7 +23,7 @@ pub struct ApplyRequest {
     #[salvo(schema(example = "12.5"))]
     pub annual_interest_rate: String,
     /// 1 to 480.
-    #[salvo(schema(example = 12))]
+    #[salvo(schema(example = 12, minimum = 1, maximum = 480))]
     pub term_months: u32,
     /// `annuity` (default), `equal_principal` or `flat`.
     #[salvo(schema(example = "annuity"))]
