@@ -414,6 +414,25 @@ async fn the_request_over_the_limit_is_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn requests_with_an_invalid_token_count_against_the_address() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MIN", "20")]).await;
+    let path = "/api/v1/loans";
+    let mut answers = Vec::new();
+    for _ in 0..21 {
+        answers.push(app.get(path, Some("not.a.token")).await.status());
+    }
+    // The first 20 spend the address's budget (each refused as 401); the
+    // 21st is over it, as an anonymous caller's would be.
+    assert!(
+        answers[..20]
+            .iter()
+            .all(|status| *status == StatusCode::UNAUTHORIZED),
+        "{answers:?}"
+    );
+    assert_eq!(answers[20], StatusCode::TOO_MANY_REQUESTS, "{answers:?}");
+}
+
+#[tokio::test]
 async fn logins_are_limited_per_ip_and_failed_attempts_per_account() {
     let app = spawn_app_with(&[("LOGIN_RATE_LIMIT_PER_MIN", "10")]).await;
     app.register("ann").await;
