@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod changes;
+pub mod login_throttle;
 pub mod rate_limit;
 pub mod sessions;
 pub mod standing;

@@ -1,10 +1,9 @@
 //! Rate limits: per user (or per client IP when anonymous) on every API
-//! route, per IP on login, and a lockout after repeated failed logins.
+//! route, per IP on login, and a progressive delay after repeated failed
+//! logins of one address on one account ([`LoginThrottle`]).
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -12,16 +11,10 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use salvo::prelude::*;
 
 use super::access::Principal;
+use super::login_throttle::LoginThrottle;
 use crate::http::problem::ApiError;
 use crate::http::state::app_state;
 
-/// Failed logins allowed per account within [`FAILURE_WINDOW`].
-const MAX_FAILED_LOGINS: usize = 5;
-/// Window of the failed-login count.
-const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Accounts whose failures we track at most; beyond it, stale ones are dropped
-/// first and then the oldest, so memory stays bounded under a spraying attack.
-const MAX_TRACKED_ACCOUNTS: usize = 100_000;
 /// How often idle limiter keys are evicted.
 pub const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -36,7 +29,7 @@ enum Caller {
 pub struct RateLimits {
     general: DefaultKeyedRateLimiter<Caller>,
     login_per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    failed_logins: Mutex<HashMap<String, VecDeque<Instant>>>,
+    failed_logins: LoginThrottle,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -52,7 +45,7 @@ impl RateLimits {
         Self {
             general: RateLimiter::keyed(Quota::per_minute(per_minute)),
             login_per_ip: RateLimiter::keyed(Quota::per_minute(login_per_minute)),
-            failed_logins: Mutex::new(HashMap::new()),
+            failed_logins: LoginThrottle::default(),
         }
     }
 
@@ -62,16 +55,7 @@ impl RateLimits {
         self.general.shrink_to_fit();
         self.login_per_ip.retain_recent();
         self.login_per_ip.shrink_to_fit();
-        let mut failures = self
-            .failed_logins
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
-        failures.retain(|_, attempts| {
-            attempts
-                .back()
-                .is_some_and(|last| now.duration_since(*last) < FAILURE_WINDOW)
-        });
+        self.failed_logins.evict_idle(Instant::now());
     }
 
     /// Counts a request against the address `ip` (an anonymous caller, or
@@ -89,74 +73,35 @@ impl RateLimits {
             .map_err(|not_until| too_many(&not_until))
     }
 
-    /// 429 while `account` has had too many failed logins in the window.
-    pub fn check_account(&self, account: &str) -> Result<(), ApiError> {
-        let mut failures = self
-            .failed_logins
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some(attempts) = failures.get_mut(account) else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        while attempts
-            .front()
-            .is_some_and(|first| now.duration_since(*first) >= FAILURE_WINDOW)
-        {
-            attempts.pop_front();
-        }
-        match attempts.front() {
-            Some(first) if attempts.len() >= MAX_FAILED_LOGINS => Err(ApiError::TooManyRequests {
-                retry_after_secs: (FAILURE_WINDOW - now.duration_since(*first))
-                    .as_secs()
-                    .max(1),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Records a failed login for `account`.
-    pub fn record_failure(&self, account: &str) {
-        let mut failures = self
-            .failed_logins
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if failures.len() >= MAX_TRACKED_ACCOUNTS && !failures.contains_key(account) {
-            let now = Instant::now();
-            failures.retain(|_, attempts| {
-                attempts
-                    .back()
-                    .is_some_and(|last| now.duration_since(*last) < FAILURE_WINDOW)
-            });
-            if failures.len() >= MAX_TRACKED_ACCOUNTS
-                && let Some(oldest) = failures
-                    .iter()
-                    .min_by_key(|(_, attempts)| attempts.back().copied())
-                    .map(|(key, _)| key.clone())
-            {
-                failures.remove(&oldest);
-            }
-        }
-        let attempts = failures.entry(account.to_owned()).or_default();
-        attempts.push_back(Instant::now());
-        while attempts.len() > MAX_FAILED_LOGINS {
-            attempts.pop_front();
-        }
-    }
-
-    /// Forgets the failures of `account` after a successful login.
-    pub fn clear_failures(&self, account: &str) {
+    /// 429 while `address` must wait before trying `account` again.
+    pub fn check_account(&self, account: &str, address: IpAddr) -> Result<(), ApiError> {
         self.failed_logins
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(account);
+            .check(account, address, Instant::now())
+            .map_err(|wait| ApiError::TooManyRequests {
+                retry_after_secs: retry_after(wait),
+            })
+    }
+
+    /// Records a failed login of `address` on `account`.
+    pub fn record_failure(&self, account: &str, address: IpAddr) {
+        self.failed_logins
+            .record_failure(account, address, Instant::now());
+    }
+
+    /// Forgets the failures of `address` on `account` after a successful login.
+    pub fn clear_failures(&self, account: &str, address: IpAddr) {
+        self.failed_logins.clear(account, address);
     }
 }
 
+/// Whole seconds to wait, at least one.
+fn retry_after(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
 fn too_many(not_until: &governor::NotUntil<<DefaultClock as Clock>::Instant>) -> ApiError {
-    let wait = not_until.wait_time_from(DefaultClock::default().now());
     ApiError::TooManyRequests {
-        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+        retry_after_secs: retry_after(not_until.wait_time_from(DefaultClock::default().now())),
     }
 }
 

@@ -158,10 +158,11 @@ async fn register(
 #[endpoint(tags("auth"), request_body = LoginRequest, status_codes(200, 401, 413, 422, 429))]
 async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenPair>, ApiError> {
     let state = app_state(depot)?;
-    state.rate_limits.check_login_ip(client_ip(req))?;
+    let address = client_ip(req);
+    state.rate_limits.check_login_ip(address)?;
     let request: LoginRequest = body::json(req).await?;
     let email = Email::parse(&request.email).map_err(unprocessable)?;
-    state.rate_limits.check_account(email.as_str())?;
+    state.rate_limits.check_account(email.as_str(), address)?;
     let credentials = users::find_by_email(&state.db, &email)
         .await
         .map_err(ApiError::internal)?;
@@ -174,18 +175,19 @@ async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenPair>, 
     let now = Utc::now();
     match credentials {
         Some(found) if matched && found.user.active => {
-            state.rate_limits.clear_failures(email.as_str());
+            state.rate_limits.clear_failures(email.as_str(), address);
             Ok(Json(issue_pair(&state, found.user, now, None).await?))
         }
         found => {
-            state.rate_limits.record_failure(email.as_str());
+            state.rate_limits.record_failure(email.as_str(), address);
             let user_id = found.as_ref().map(|found| found.user.id);
             let reason = match found {
                 None => "unknown_email",
                 Some(found) if !found.user.active => "deactivated",
                 Some(_) => "wrong_password",
             };
-            let data = json!({ "email": email.as_str(), "reason": reason, "ip": client_ip(req).to_string() });
+            let data =
+                json!({ "email": email.as_str(), "reason": reason, "ip": address.to_string() });
             let mut tx = state.db.begin().await.map_err(ApiError::internal)?;
             outbox::insert(
                 &mut tx,

@@ -7,8 +7,11 @@ use loan_tracker::accounts::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
 use crate::helpers::{
-    TEST_JWT_SECRET, TEST_PASSWORD, TestApp, outbox_count, spawn_app, spawn_app_with, token_claims,
+    TEST_JWT_SECRET, TEST_PASSWORD, TestApp, eventually, outbox_count, spawn_app, spawn_app_with,
+    token_claims,
 };
 
 #[tokio::test]
@@ -433,24 +436,49 @@ async fn requests_with_an_invalid_token_count_against_the_address() {
 }
 
 #[tokio::test]
-async fn logins_are_limited_per_ip_and_failed_attempts_per_account() {
+async fn failed_logins_hold_back_the_attacking_address_never_the_owner_elsewhere() {
+    // The per-IP login limit is not what this test is about.
+    let app = spawn_app_with(&[("LOGIN_RATE_LIMIT_PER_MIN", "1000")]).await;
+    app.register("ann").await;
+    let login = |client: &reqwest::Client, password: &str| {
+        client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({"email": "ann@example.com", "password": password}))
+            .send()
+    };
+    let wrong = "not the password";
+    for _ in 0..6 {
+        let answer = login(&app.client, wrong).await.expect("sent");
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The attacking address now waits, even with the right password.
+    let held = login(&app.client, TEST_PASSWORD).await.expect("sent");
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(held.headers()["retry-after"], "1");
+    // The owner, from another address, logs in at once.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let owner = login(&elsewhere, TEST_PASSWORD).await.expect("sent");
+    assert_eq!(owner.status(), StatusCode::OK);
+    // The wait grows with each further failure: 1 s, then 2 s.
+    let retried = eventually("the 1 s wait to pass", Duration::from_secs(5), || async {
+        let answer = login(&app.client, wrong).await.expect("sent");
+        (answer.status() == StatusCode::UNAUTHORIZED).then_some(answer)
+    })
+    .await;
+    assert_eq!(retried.status(), StatusCode::UNAUTHORIZED);
+    let held = login(&app.client, TEST_PASSWORD).await.expect("sent");
+    assert_eq!(held.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(held.headers()["retry-after"], "2");
+}
+
+#[tokio::test]
+async fn logins_are_limited_per_ip() {
     let app = spawn_app_with(&[("LOGIN_RATE_LIMIT_PER_MIN", "10")]).await;
     app.register("ann").await;
-    let wrong = json!({"email": "ann@example.com", "password": "not the password"});
-    for _ in 0..5 {
-        assert_eq!(
-            app.post_json("/api/v1/auth/login", None, &wrong)
-                .await
-                .status(),
-            StatusCode::UNAUTHORIZED
-        );
-    }
-    // The right password is refused too while the account is locked.
-    let right = json!({"email": "ann@example.com", "password": TEST_PASSWORD});
-    let locked = app.post_json("/api/v1/auth/login", None, &right).await;
-    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(locked.headers().contains_key("retry-after"));
-    for _ in 0..4 {
+    for _ in 0..10 {
         app.post_json(
             "/api/v1/auth/login",
             None,
