@@ -19,7 +19,7 @@ use crate::bus::metered::Metered;
 use crate::bus::relay::Relay;
 use crate::clock::Clock;
 use crate::http::{self, state::AppState};
-use crate::inbound::InboundPaymentHandler;
+use crate::inbound::{InboundPaymentHandler, InboundPayments};
 use crate::jobs::JobRunner;
 use crate::jobs::scheduler::JobScheduling;
 use crate::notifications::consumer::NotificationHandler;
@@ -224,10 +224,11 @@ impl EventFlow {
         ));
         notifications.resume_pending().await;
         let inbound = InboundPaymentHandler::new(
+            InboundPayments::new(state.db.clone(), state.tree.clone(), state.clock.clone()),
             state.db.clone(),
-            state.tree.clone(),
             bus.clone(),
             state.clock.clone(),
+            state.settings.events.pending_retry,
         );
         let handlers: [(&str, Arc<dyn Handler>); 3] = [
             (

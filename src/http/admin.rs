@@ -1,5 +1,5 @@
-//! `/admin`: the operator's view of the loan actor tree, and running jobs
-//! now (`jobs.rs`).
+//! `/admin`: the operator's view of the loan actor tree, running jobs now
+//! (`jobs.rs`), and inbound dead letters (`dead_letters.rs`).
 
 use actors::tree::{BlockedLoan, LiveActor, TreeConfig, TreeCounts, TreeSnapshot};
 use chrono::{DateTime, Utc};
@@ -18,6 +18,7 @@ pub fn router() -> Router {
         .hoop(require_admin)
         .push(Router::with_path("actors").get(actor_tree))
         .push(super::jobs::router())
+        .push(super::dead_letters::router())
 }
 
 /// The supervision tree: the root supervisor and its one child, the loan supervisor.

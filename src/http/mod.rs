@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod auth;
 pub mod body;
+mod dead_letters;
 mod headers;
 mod health;
 pub mod idempotency;

@@ -47,6 +47,8 @@ enum Needs {
     Payment,
     /// An unread notification of the owner.
     Notification,
+    /// An inbound dead letter (replaying it applies nothing: unknown loan).
+    DeadLetter,
 }
 
 /// One route: method, path template, what it needs, and the status each caller expects.
@@ -71,7 +73,7 @@ fn on(needs: Needs, method: Method, path: &'static str, expected: [u16; 5]) -> E
 }
 
 fn matrix() -> Vec<Entry> {
-    use Needs::{ApprovedLoan, Notification, Payment, PendingLoan};
+    use Needs::{ApprovedLoan, DeadLetter, Notification, Payment, PendingLoan};
     vec![
         entry(
             Method::POST,
@@ -230,6 +232,17 @@ fn matrix() -> Vec<Entry> {
             "/api/v1/admin/jobs/{job}/run",
             [401, 403, 403, 403, 200],
         ),
+        entry(
+            Method::GET,
+            "/api/v1/admin/inbound/dead-letters",
+            [401, 403, 403, 403, 200],
+        ),
+        on(
+            DeadLetter,
+            Method::POST,
+            "/api/v1/admin/inbound/dead-letters/{letter}/replay",
+            [401, 403, 403, 403, 200],
+        ),
     ]
 }
 
@@ -239,6 +252,7 @@ struct Target {
     loan_id: Option<Uuid>,
     payment_id: Option<Uuid>,
     notification_id: Option<Uuid>,
+    dead_letter_id: Option<Uuid>,
 }
 
 /// Creates what `needs` asks for, through the API as the owner and the admin.
@@ -260,6 +274,27 @@ async fn prepare(app: &TestApp, callers: &Callers, needs: Needs) -> Target {
                 .unwrap();
         return Target {
             notification_id: stored.map(|n| n.id),
+            ..Target::default()
+        };
+    }
+    if needs == Needs::DeadLetter {
+        let payload = json!({"loan_id": Uuid::now_v7(), "amount": "1.00", "currency": "USD", "external_ref": Uuid::now_v7().to_string()}).to_string();
+        let now = chrono::Utc::now();
+        loan_tracker::inbound::dead_letters::record(
+            &app.db,
+            payload.as_bytes(),
+            None,
+            "unknown loan",
+            now,
+        )
+        .await
+        .unwrap();
+        let page = loan_tracker::store::page::PageRequest::new(Some(1), None).unwrap();
+        let newest = loan_tracker::inbound::dead_letters::list(&app.db, page)
+            .await
+            .unwrap();
+        return Target {
+            dead_letter_id: Some(newest.items[0].id),
             ..Target::default()
         };
     }
@@ -302,7 +337,7 @@ async fn prepare(app: &TestApp, callers: &Callers, needs: Needs) -> Target {
     Target {
         loan_id: Some(loan_id),
         payment_id: Some(paid["payment"]["id"].as_str().unwrap().parse().unwrap()),
-        notification_id: None,
+        ..Target::default()
     }
 }
 
@@ -363,6 +398,7 @@ fn concrete(path: &str, callers: &Callers, target: &Target) -> String {
         .replace("{loan}", &text(target.loan_id))
         .replace("{payment}", &text(target.payment_id))
         .replace("{notification}", &text(target.notification_id))
+        .replace("{letter}", &text(target.dead_letter_id))
         .replace("{job}", "overdue")
 }
 
@@ -412,6 +448,7 @@ async fn every_route_answers_each_caller_as_the_rules_say() {
                     .replace("{loan}", "{id}")
                     .replace("{payment}", "{id}")
                     .replace("{notification}", "{id}")
+                    .replace("{letter}", "{id}")
                     .replace("{job}", "{name}"),
             )
         })

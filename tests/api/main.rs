@@ -13,6 +13,7 @@ mod fault;
 mod headers;
 mod helpers;
 mod idempotency;
+mod inbound;
 mod input;
 mod jobs;
 mod loan_delete;

@@ -13,7 +13,7 @@ mod write;
 
 pub use queries::{
     LoanFilter, LoanSummary, PaymentFilter, StoredPayment, get_payment, list_loans, list_payments,
-    loan_access, loan_owner,
+    loan_access, loan_owner, loan_paid_by_reference,
 };
 
 use actors::core::{Loan, LoanId, UserId};

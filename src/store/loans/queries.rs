@@ -246,3 +246,18 @@ pub async fn loan_access(
     })
     .transpose()
 }
+
+/// The loan a payment reference already pays, `None` if no payment carries
+/// it: references are unique across loans (SPEC §5).
+pub async fn loan_paid_by_reference(
+    db: &Db,
+    reference: &str,
+) -> Result<Option<LoanId>, StoreError> {
+    let loan: Option<Uuid> = with_read_pool!(db, |pool| sqlx::query_scalar(
+        "select loan_id from payments where reference = $1"
+    )
+    .bind(reference)
+    .fetch_optional(pool)
+    .await)?;
+    Ok(loan.map(LoanId::new))
+}

@@ -1,0 +1,147 @@
+//! One inbound payment message, judged and applied: what became of it.
+
+use actors::core::{LoanCommand, LoanId, LoanStatus, Money, PaymentId};
+use actors::tree::{LoanRequest, LoanTree, TreeError};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::store::Db;
+use crate::store::loans::{get_loan, loan_paid_by_reference};
+
+/// Longest accepted external reference.
+const MAX_REF_CHARS: usize = 200;
+/// Namespace of payment ids derived from (loan, external_ref).
+const INBOUND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x696e_626f_756e_642d_7061_796d_656e_7473);
+
+/// An inbound payment message (SPEC §5).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InboundPayment {
+    loan_id: Uuid,
+    amount: String,
+    currency: String,
+    external_ref: String,
+    paid_on: Option<NaiveDate>,
+}
+
+/// What became of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The payment was recorded now.
+    Applied,
+    /// A payment with this reference was already recorded on this loan: nothing changed.
+    AlreadyApplied,
+    /// It may apply later: the loan is still `PENDING`.
+    NotYet {
+        /// The sender's reference.
+        external_ref: String,
+        /// Why not now.
+        reason: String,
+    },
+    /// It can never apply as it is.
+    Never {
+        /// The sender's reference, when the message had one.
+        external_ref: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// The database or the loan's actor failed; try again later.
+    Failed(String),
+}
+
+/// Applies inbound payment messages through the loan actors.
+#[derive(Clone)]
+pub struct InboundPayments {
+    db: Db,
+    tree: LoanTree,
+    clock: Clock,
+}
+
+impl InboundPayments {
+    /// Payments applied through `tree`, looked up in `db`, dated by `clock`.
+    pub fn new(db: Db, tree: LoanTree, clock: Clock) -> Self {
+        Self { db, tree, clock }
+    }
+
+    /// Judges the raw message and, if it can, applies it.
+    pub async fn apply(&self, payload: &[u8]) -> Verdict {
+        let message: InboundPayment = match serde_json::from_slice(payload) {
+            Ok(message) => message,
+            Err(error) => {
+                return Verdict::Never {
+                    external_ref: None,
+                    reason: format!("invalid message: {error}"),
+                };
+            }
+        };
+        let never = |reason: String| Verdict::Never {
+            external_ref: Some(message.external_ref.clone()),
+            reason,
+        };
+        let reference = message.external_ref.trim();
+        if reference.is_empty() || reference.chars().count() > MAX_REF_CHARS {
+            return never(format!(
+                "external_ref must be 1 to {MAX_REF_CHARS} characters"
+            ));
+        }
+        let loan_id = LoanId::new(message.loan_id);
+        let view = match get_loan(&self.db, loan_id).await {
+            Ok(Some(view)) => view,
+            Ok(None) => return never(format!("unknown loan {}", message.loan_id)),
+            Err(error) => return Verdict::Failed(error.to_string()),
+        };
+        let currency = view.loan.terms().currency();
+        if message.currency != currency.code() {
+            return never(format!(
+                "currency {} does not match the loan's {}",
+                message.currency,
+                currency.code()
+            ));
+        }
+        let amount = match Money::parse_positive(&message.amount, currency) {
+            Ok(amount) => amount,
+            Err(error) => return never(format!("amount: {error}")),
+        };
+        let already_paid = match loan_paid_by_reference(&self.db, reference).await {
+            Ok(Some(other)) if other != loan_id => {
+                return never(format!(
+                    "external_ref {reference} already pays another loan ({other})"
+                ));
+            }
+            Ok(found) => found.is_some(),
+            Err(error) => return Verdict::Failed(error.to_string()),
+        };
+        if view.loan.status() == LoanStatus::Pending {
+            return Verdict::NotYet {
+                external_ref: reference.to_owned(),
+                reason: format!("loan {loan_id} is still PENDING"),
+            };
+        }
+        let (now, today) = (self.clock.now(), self.clock.today());
+        let command = LoanCommand::ApplyPayment {
+            payment_id: PaymentId::new(Uuid::new_v5(
+                &INBOUND_ID_NAMESPACE,
+                format!("{loan_id}:{reference}").as_bytes(),
+            )),
+            amount,
+            paid_on: message.paid_on.unwrap_or(today),
+            reference: Some(reference.to_owned()),
+            note: None,
+        };
+        let request = LoanRequest {
+            command,
+            today,
+            now,
+            actor_id: None,
+        };
+        match self.tree.execute(loan_id, request).await {
+            Ok(Ok(_)) if already_paid => Verdict::AlreadyApplied,
+            Ok(Ok(_)) => Verdict::Applied,
+            Ok(Err(rejection)) => never(rejection.to_string()),
+            Err(TreeError::NotFound(_)) => never(format!("unknown loan {}", message.loan_id)),
+            Err(error) => Verdict::Failed(error.to_string()),
+        }
+    }
+}
