@@ -22,7 +22,7 @@ use crate::http::{self, state::AppState};
 use crate::inbound::{InboundPaymentHandler, InboundPayments};
 use crate::jobs::JobRunner;
 use crate::jobs::scheduler::JobScheduling;
-use crate::notifications::consumer::NotificationHandler;
+use crate::notifications::consumer::{NotificationHandler, PENDING_SWEEP_INTERVAL};
 use crate::settings::Settings;
 use crate::store;
 use crate::store::loans::SqlLoanStore;
@@ -210,6 +210,8 @@ fn tree_config(settings: &Settings) -> TreeConfig {
 struct EventFlow {
     relay: Relay,
     consumers: Vec<ConsumerTask>,
+    /// Sends pending e-mails nobody holds (claims of dead senders lapse).
+    email_sweep: tokio::task::JoinHandle<()>,
 }
 
 impl EventFlow {
@@ -221,8 +223,10 @@ impl EventFlow {
             state.db.clone(),
             state.mailer.clone(),
             state.clock.clone(),
+            state.metrics.clone(),
         ));
         notifications.resume_pending().await;
+        let email_sweep = notifications.sweep_every(PENDING_SWEEP_INTERVAL);
         let inbound = InboundPaymentHandler::new(
             InboundPayments::new(state.db.clone(), state.tree.clone(), state.clock.clone()),
             state.db.clone(),
@@ -251,12 +255,17 @@ impl EventFlow {
             );
         }
         let relay = Relay::start(state.db.clone(), bus);
-        Self { relay, consumers }
+        Self {
+            relay,
+            consumers,
+            email_sweep,
+        }
     }
 
     /// Flushes the outbox while the consumers still run (the in-process bus
     /// needs them to accept), then drains the consumers.
     async fn stop(self) {
+        self.email_sweep.abort();
         self.relay.stop().await;
         for consumer in self.consumers {
             consumer.stop().await;

@@ -48,6 +48,7 @@ fn message(from: &Mailbox, email: &OutgoingEmail) -> Result<Message, MailError> 
         .parse()
         .map_err(|error| MailError::Permanent(format!("recipient {:?}: {error}", email.to)))?;
     Message::builder()
+        .message_id(Some(email.message_id.clone()))
         .from(from.clone())
         .to(to)
         .subject(email.subject.clone())

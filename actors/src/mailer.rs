@@ -8,6 +8,10 @@ use crate::store::BoxFuture;
 /// One plain-text e-mail to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingEmail {
+    /// The `Message-ID` header, angle brackets included (`<id@domain>`). Every
+    /// attempt to send the same e-mail carries the same one, so a receiving
+    /// system can recognise a second copy.
+    pub message_id: String,
     /// Recipient address.
     pub to: String,
     /// Subject line.

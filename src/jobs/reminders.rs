@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::JobError;
 use super::runner::{Inner, Progress};
-use crate::notifications::delivery::deliver;
+use crate::notifications::delivery::EmailSender;
 use crate::notifications::store::{NewNotification, insert_once};
 use crate::store::StoreError;
 use crate::with_read_pool;
@@ -117,7 +117,13 @@ pub(super) async fn notify(
     notification: &NewNotification,
 ) -> Result<(), StoreError> {
     if let Some(stored) = insert_once(&runner.db, notification, runner.clock.now()).await? {
-        deliver(&runner.db, &runner.mailer, &stored).await;
+        let sender = EmailSender::new(
+            runner.db.clone(),
+            runner.mailer.clone(),
+            runner.clock.clone(),
+            runner.metrics.clone(),
+        );
+        sender.deliver(&stored).await;
     }
     Ok(())
 }

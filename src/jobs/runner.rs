@@ -61,7 +61,7 @@ pub(super) struct Inner {
     pub(super) tree: LoanTree,
     pub(super) mailer: Arc<dyn Mailer>,
     pub(super) clock: Clock,
-    metrics: Metrics,
+    pub(super) metrics: Metrics,
     /// Loans or reminders worked on at once.
     pub(super) parallelism: usize,
     /// This instance, as recorded in `job_runs.owner`.

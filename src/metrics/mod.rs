@@ -102,6 +102,11 @@ impl Metrics {
         });
     }
 
+    /// One failed attempt to record an e-mail's outcome (it is retried).
+    pub fn email_outcome_record_failure(&self) {
+        self.record(|| counter!(names::EMAIL_OUTCOME_RECORD_FAILURES).increment(1));
+    }
+
     /// One job run that ended. `outcome` is `ok`, `partial` or `failed`.
     pub fn job_run(
         &self,

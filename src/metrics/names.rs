@@ -82,6 +82,8 @@ pub const INBOUND_DEAD_LETTERS: &str = "inbound_dead_letters_total";
 
 /// Gauge: notification e-mails by delivery `status` (`pending`, `sent`, `failed`, `skipped`).
 pub const NOTIFICATION_EMAILS: &str = "notification_emails";
+/// Counter: failed attempts to record an e-mail's outcome (each is retried while the claim holds).
+pub const EMAIL_OUTCOME_RECORD_FAILURES: &str = "email_outcome_record_failures_total";
 
 /// Registers help texts and units with the recorder in scope.
 pub(super) fn describe() {
@@ -175,6 +177,10 @@ pub(super) fn describe() {
     describe_gauge!(
         NOTIFICATION_EMAILS,
         "Notification e-mails by delivery status."
+    );
+    describe_counter!(
+        EMAIL_OUTCOME_RECORD_FAILURES,
+        "Failed attempts to record an e-mail's outcome."
     );
     describe_counter!(JOB_RUNS, "Job runs ended, by job and outcome.");
     describe_histogram!(JOB_RUN_DURATION, Unit::Seconds, "Job run duration.");

@@ -92,7 +92,54 @@ pub async fn insert_once(
     }))
 }
 
-/// Records the outcome of an e-mail attempt.
+/// Claims the pending e-mail of notification `id` for this sender until
+/// `until`, if nobody holds it (no claim, or one that lapsed before `now`).
+/// `false`: another sender has it, or it is no longer pending.
+pub async fn claim_email(
+    db: &Db,
+    id: Uuid,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let claimed = with_pool!(db, |pool| {
+        sqlx::query(
+        "update notifications set email_claimed_until = $1 where id = $2 and email_status = 'pending' \
+         and (email_claimed_until is null or email_claimed_until < $3)"
+    )
+    .bind(until)
+    .bind(id)
+    .bind(now)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected())
+    })?;
+    Ok(claimed == 1)
+}
+
+/// Extends this sender's claim from `held` to `until`. The claim's current
+/// time is the fencing token: `false` when someone else claimed the e-mail
+/// after ours lapsed, or its outcome is already recorded.
+pub async fn renew_email_claim(
+    db: &Db,
+    id: Uuid,
+    held: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let renewed = with_pool!(db, |pool| sqlx::query(
+        "update notifications set email_claimed_until = $1 \
+         where id = $2 and email_status = 'pending' and email_claimed_until = $3"
+    )
+    .bind(until)
+    .bind(id)
+    .bind(held)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected()))?;
+    Ok(renewed == 1)
+}
+
+/// Records the outcome of an e-mail and ends its claim. A mail recorded as
+/// `sent` stays sent: a slower sender's later outcome does not overwrite it.
 pub async fn record_email(
     db: &Db,
     id: Uuid,
@@ -102,27 +149,35 @@ pub async fn record_email(
 ) -> Result<(), StoreError> {
     with_pool!(db, |pool| {
         sqlx::query(
-        "update notifications set email_status = $1, email_attempts = $2, email_error = $3 where id = $4"
-    )
-    .bind(status)
-    .bind(attempts)
-    .bind(error)
-    .bind(id)
-    .execute(pool)
-    .await
-    .map(drop)
+            "update notifications set email_status = $1, email_attempts = $2, email_error = $3, \
+         email_claimed_until = null where id = $4 and email_status <> 'sent'",
+        )
+        .bind(status)
+        .bind(attempts)
+        .bind(error)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(drop)
     })?;
     Ok(())
 }
 
-/// Notifications whose e-mail is still pending (e.g. after a crash), oldest first.
-pub async fn pending_email(db: &Db, limit: u32) -> Result<Vec<Notification>, StoreError> {
+/// Notifications whose e-mail is pending and unclaimed (or its claim lapsed
+/// before `now`), e.g. left by a crash; oldest first.
+pub async fn pending_email(
+    db: &Db,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Notification>, StoreError> {
     let sql = format!(
-        "select {COLUMNS} from notifications where email_status = 'pending' order by created_at limit $1"
+        "select {COLUMNS} from notifications where email_status = 'pending' \
+         and (email_claimed_until is null or email_claimed_until < $1) order by created_at limit $2"
     );
     Ok(with_read_pool!(db, |pool| sqlx::query_as(
         sqlx::AssertSqlSafe(sql)
     )
+    .bind(now)
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await)?)

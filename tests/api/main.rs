@@ -8,6 +8,7 @@ mod auth;
 mod bus;
 mod cli;
 mod edge;
+mod email_delivery;
 mod events_flow;
 mod fault;
 mod headers;
