@@ -8,7 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Session, TestApp, approved_loans, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Session, TestApp, approved_loans, eventually, spawn_app, spawn_app_with, total_paid,
+};
 use crate::smtp::SmtpSink;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -155,19 +157,6 @@ async fn publish_inbound(app: &TestApp, body: &str) {
         .publish(message)
         .await
         .expect("inbound message published");
-}
-
-async fn total_paid(app: &TestApp, owner: &Session, loan_id: Uuid) -> String {
-    let loan: Value = app
-        .get(
-            &format!("/api/v1/loans/{loan_id}"),
-            Some(&owner.access_token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    loan["total_paid"].as_str().unwrap().to_owned()
 }
 
 async fn dead_letters(app: &TestApp) -> Vec<String> {

@@ -398,3 +398,17 @@ pub fn token_claims(token: &str) -> serde_json::Value {
     .expect("a token of this app")
     .claims
 }
+
+/// A loan's `total_paid` as its owner reads it over HTTP.
+pub async fn total_paid(app: &TestApp, owner: &Session, loan_id: uuid::Uuid) -> String {
+    let loan: serde_json::Value = app
+        .get(
+            &format!("/api/v1/loans/{loan_id}"),
+            Some(&owner.access_token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    loan["total_paid"].as_str().unwrap().to_owned()
+}

@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Session, TestApp, approved_loans, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Session, TestApp, approved_loans, eventually, spawn_app, spawn_app_with, total_paid,
+};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -24,19 +26,6 @@ fn publish_inbound(app: &TestApp, body: Value) {
         payload: body.to_string().into_bytes(),
     };
     tokio::spawn(async move { bus.publish(message).await.expect("published") });
-}
-
-async fn total_paid(app: &TestApp, owner: &Session, loan_id: Uuid) -> String {
-    let loan: Value = app
-        .get(
-            &format!("/api/v1/loans/{loan_id}"),
-            Some(&owner.access_token),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    loan["total_paid"].as_str().unwrap().to_owned()
 }
 
 async fn pending_loan(app: &TestApp, owner: &Session) -> Uuid {
