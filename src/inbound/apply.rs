@@ -67,65 +67,67 @@ impl InboundPayments {
 
     /// Judges the raw message and, if it can, applies it.
     pub async fn apply(&self, payload: &[u8]) -> Verdict {
-        let message: InboundPayment = match serde_json::from_slice(payload) {
+        let message = match parse(payload) {
             Ok(message) => message,
-            Err(error) => {
-                return Verdict::Never {
-                    external_ref: None,
-                    reason: format!("invalid message: {error}"),
-                };
-            }
+            Err(verdict) => return verdict,
         };
-        let never = |reason: String| Verdict::Never {
-            external_ref: Some(message.external_ref.clone()),
-            reason,
-        };
-        let reference = message.external_ref.trim();
-        if reference.is_empty() || reference.chars().count() > MAX_REF_CHARS {
-            return never(format!(
-                "external_ref must be 1 to {MAX_REF_CHARS} characters"
-            ));
+        match self.check(&message).await {
+            Ok(checked) => self.execute(&message, checked).await,
+            Err(verdict) => verdict,
         }
+    }
+
+    /// What the loan says about the message before its actor is asked.
+    async fn check(&self, message: &InboundPayment) -> Result<Checked, Verdict> {
         let loan_id = LoanId::new(message.loan_id);
         let view = match get_loan(&self.db, loan_id).await {
             Ok(Some(view)) => view,
-            Ok(None) => return never(format!("unknown loan {}", message.loan_id)),
-            Err(error) => return Verdict::Failed(error.to_string()),
+            Ok(None) => return Err(message.never(format!("unknown loan {loan_id}"))),
+            Err(error) => return Err(Verdict::Failed(error.to_string())),
         };
         let currency = view.loan.terms().currency();
         if message.currency != currency.code() {
-            return never(format!(
+            return Err(message.never(format!(
                 "currency {} does not match the loan's {}",
                 message.currency,
                 currency.code()
-            ));
+            )));
         }
-        let amount = match Money::parse_positive(&message.amount, currency) {
-            Ok(amount) => amount,
-            Err(error) => return never(format!("amount: {error}")),
-        };
+        let amount = Money::parse_positive(&message.amount, currency)
+            .map_err(|error| message.never(format!("amount: {error}")))?;
+        let reference = message.reference();
         let already_paid = match loan_paid_by_reference(&self.db, reference).await {
             Ok(Some(other)) if other != loan_id => {
-                return never(format!(
+                return Err(message.never(format!(
                     "external_ref {reference} already pays another loan ({other})"
-                ));
+                )));
             }
             Ok(found) => found.is_some(),
-            Err(error) => return Verdict::Failed(error.to_string()),
+            Err(error) => return Err(Verdict::Failed(error.to_string())),
         };
         if view.loan.status() == LoanStatus::Pending {
-            return Verdict::NotYet {
+            return Err(Verdict::NotYet {
                 external_ref: reference.to_owned(),
                 reason: format!("loan {loan_id} is still PENDING"),
-            };
+            });
         }
+        Ok(Checked {
+            amount,
+            already_paid,
+        })
+    }
+
+    /// Applies the checked payment through the loan's actor.
+    async fn execute(&self, message: &InboundPayment, checked: Checked) -> Verdict {
+        let loan_id = LoanId::new(message.loan_id);
+        let reference = message.reference();
         let (now, today) = (self.clock.now(), self.clock.today());
         let command = LoanCommand::ApplyPayment {
             payment_id: PaymentId::new(Uuid::new_v5(
                 &INBOUND_ID_NAMESPACE,
                 format!("{loan_id}:{reference}").as_bytes(),
             )),
-            amount,
+            amount: checked.amount,
             paid_on: message.paid_on.unwrap_or(today),
             reference: Some(reference.to_owned()),
             note: None,
@@ -137,11 +139,49 @@ impl InboundPayments {
             actor_id: None,
         };
         match self.tree.execute(loan_id, request).await {
-            Ok(Ok(_)) if already_paid => Verdict::AlreadyApplied,
+            Ok(Ok(_)) if checked.already_paid => Verdict::AlreadyApplied,
             Ok(Ok(_)) => Verdict::Applied,
-            Ok(Err(rejection)) => never(rejection.to_string()),
-            Err(TreeError::NotFound(_)) => never(format!("unknown loan {}", message.loan_id)),
+            Ok(Err(rejection)) => message.never(rejection.to_string()),
+            Err(TreeError::NotFound(_)) => message.never(format!("unknown loan {loan_id}")),
             Err(error) => Verdict::Failed(error.to_string()),
         }
     }
+}
+
+/// A message passed the checks: the amount in the loan's currency, and
+/// whether its reference is already recorded on the loan.
+struct Checked {
+    amount: Money,
+    already_paid: bool,
+}
+
+impl InboundPayment {
+    /// The reference as applied (surrounding blanks dropped).
+    fn reference(&self) -> &str {
+        self.external_ref.trim()
+    }
+
+    /// It can never apply, for `reason`.
+    fn never(&self, reason: String) -> Verdict {
+        Verdict::Never {
+            external_ref: Some(self.external_ref.clone()),
+            reason,
+        }
+    }
+}
+
+/// The message, well-formed with a usable reference, or why not.
+fn parse(payload: &[u8]) -> Result<InboundPayment, Verdict> {
+    let message: InboundPayment =
+        serde_json::from_slice(payload).map_err(|error| Verdict::Never {
+            external_ref: None,
+            reason: format!("invalid message: {error}"),
+        })?;
+    let length = message.reference().chars().count();
+    if length == 0 || length > MAX_REF_CHARS {
+        return Err(message.never(format!(
+            "external_ref must be 1 to {MAX_REF_CHARS} characters"
+        )));
+    }
+    Ok(message)
 }
