@@ -48,7 +48,9 @@ pub struct ConsumerSpec {
     pub stream: String,
     /// Logical subject filter, NATS wildcards allowed (`loans.events.>`).
     pub filter_subject: String,
-    /// How long a delivery may stay unsettled before it is redelivered.
+    /// How long a delivery stays with a holder that stopped renewing it (a
+    /// crashed process) before it is redelivered. A live holder renews each
+    /// delivery it holds well within this, however long its handler takes.
     pub ack_wait: Duration,
     /// Most deliveries of one message; `None` retries until it is settled.
     pub max_deliver: Option<u32>,

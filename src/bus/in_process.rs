@@ -95,11 +95,13 @@ async fn deliver(spec: &ConsumerSpec, queue: &mpsc::Sender<Queued>, message: &Ou
         if queue.send(queued).await.is_err() {
             return; // The consumer stopped; nobody is left to deliver to.
         }
-        match tokio::time::timeout(spec.ack_wait, settlement).await {
-            Ok(Ok(Settlement::Ack | Settlement::Reject)) => return,
-            Ok(Ok(Settlement::Retry { after })) => tokio::time::sleep(after).await,
-            // Dropped unsettled (consumer stopping) or not settled in time: redeliver.
-            Ok(Err(_)) | Err(_) => {
+        // A delivery stays with its consumer while the consumer lives, as a
+        // NATS delivery whose holder renews it: no `ack_wait` redelivery.
+        match settlement.await {
+            Ok(Settlement::Ack | Settlement::Reject) => return,
+            Ok(Settlement::Retry { after }) => tokio::time::sleep(after).await,
+            // Dropped unsettled (the consumer is stopping): deliver it again.
+            Err(_) => {
                 if queue.is_closed() {
                     return;
                 }

@@ -1,6 +1,11 @@
 //! The NATS JetStream adapter: streams and consumers from `nats/`, publishes
-//! with `Nats-Msg-Id` that wait for the server's ack, pull consumers.
+//! with `Nats-Msg-Id` that wait for the server's ack, pull consumers whose
+//! deliveries stay leased to this process (renewed with in-progress acks)
+//! until they are settled, so a crashed holder's work moves on after one
+//! short `ack_wait` while a slow handler keeps its message.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actors::bus::{
@@ -9,18 +14,25 @@ use actors::bus::{
 use actors::store::BoxFuture;
 use async_nats::jetstream::{self, consumer, message::PublishMessage, stream};
 use futures::StreamExt;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
 
 use super::definitions::{self, Discard, Storage, StreamDefinition};
 
 /// Longest wait for the server's ack of one publish.
 const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(5);
-/// Messages asked for in one pull request.
+/// Most deliveries pulled ahead of the handler (the pump's buffer; one
+/// pull request asks for the room left in it).
 const PULL_BATCH: usize = 64;
 /// How long one pull request waits for messages on an idle stream.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// Client-side bound on one pull wait, beyond `PULL_EXPIRES`, when the server is gone.
 const PULL_GRACE: Duration = Duration::from_secs(5);
+/// In-progress acks sent per `ack_wait` for each held delivery: a live
+/// holder keeps its deliveries, a dead one loses them after one `ack_wait`.
+const RENEWALS_PER_ACK_WAIT: u32 = 3;
+/// Fastest renewal, whatever `ack_wait` says.
+const MIN_RENEWAL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Names on the server: the logical names with the namespace in front.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,11 +220,11 @@ impl NatsBus {
             .create_consumer_on_stream(config, self.namespace.name(&spec.stream))
             .await
             .map_err(|error| unavailable(format!("creating consumer {}: {error}", spec.name)))?;
-        Ok(Box::new(NatsSubscription {
+        Ok(Box::new(NatsSubscription::start(
             consumer,
-            namespace: self.namespace.clone(),
-            batch: None,
-        }))
+            self.namespace.clone(),
+            spec.ack_wait,
+        )))
     }
 }
 
@@ -220,49 +232,49 @@ fn unavailable(reason: String) -> BusError {
     BusError::Unavailable(reason)
 }
 
-/// A pull consumer read in bounded batches.
+/// A pull consumer read in bounded batches by a background pump, whose
+/// deliveries stay leased to this process until they are settled.
 struct NatsSubscription {
-    consumer: consumer::PullConsumer,
+    deliveries: mpsc::Receiver<Result<jetstream::Message, BusError>>,
+    leases: Arc<Leases>,
     namespace: Namespace,
-    batch: Option<consumer::pull::Batch>,
+    pump: JoinHandle<()>,
+    renewal: JoinHandle<()>,
 }
 
 impl NatsSubscription {
-    async fn next_message(&mut self) -> Result<jetstream::Message, BusError> {
-        loop {
-            if self.batch.is_none() {
-                let batch = self
-                    .consumer
-                    .batch()
-                    .max_messages(PULL_BATCH)
-                    .expires(PULL_EXPIRES)
-                    .messages()
-                    .await
-                    .map_err(|error| unavailable(format!("pull request: {error}")))?;
-                self.batch = Some(batch);
-            }
-            let batch = self.batch.as_mut().expect("set above");
-            match tokio::time::timeout(PULL_EXPIRES + PULL_GRACE, batch.next()).await {
-                Ok(Some(Ok(message))) => return Ok(message),
-                Ok(Some(Err(error))) => {
-                    self.batch = None;
-                    return Err(unavailable(format!("pulling: {error}")));
-                }
-                // The pull request ended (full or expired): ask again.
-                Ok(None) => self.batch = None,
-                Err(_) => {
-                    self.batch = None;
-                    return Err(unavailable("pull request got no answer".into()));
-                }
-            }
+    fn start(consumer: consumer::PullConsumer, namespace: Namespace, ack_wait: Duration) -> Self {
+        let (sender, deliveries) = mpsc::channel(PULL_BATCH);
+        let leases = Arc::new(Leases::default());
+        let pump = tokio::spawn(pump(consumer, Arc::clone(&leases), sender));
+        let renewal = tokio::spawn(renew(Arc::clone(&leases), ack_wait / RENEWALS_PER_ACK_WAIT));
+        Self {
+            deliveries,
+            leases,
+            namespace,
+            pump,
+            renewal,
         }
+    }
+}
+
+impl Drop for NatsSubscription {
+    fn drop(&mut self) {
+        // Nobody renews what this process still holds: the server redelivers
+        // it once `ack_wait` has passed, as it would after a crash.
+        self.pump.abort();
+        self.renewal.abort();
     }
 }
 
 impl Subscription for NatsSubscription {
     fn next(&mut self) -> BoxFuture<'_, Result<Delivery, BusError>> {
         Box::pin(async move {
-            let message = self.next_message().await?;
+            let message = self
+                .deliveries
+                .recv()
+                .await
+                .unwrap_or_else(|| Err(unavailable("the pull pump stopped".into())))?;
             let delivery_count = message
                 .info()
                 .map(|info| info.delivered)
@@ -280,13 +292,121 @@ impl Subscription for NatsSubscription {
                 message_id,
                 message.payload.to_vec(),
                 u64::try_from(delivery_count).unwrap_or(1),
-                Box::new(NatsAcker(message)),
+                Box::new(NatsAcker {
+                    message,
+                    leases: Arc::clone(&self.leases),
+                }),
             ))
         })
     }
 }
 
-struct NatsAcker(jetstream::Message);
+/// Pulls batches no larger than the room left for them, so every message the
+/// server delivered is leased (and renewed) at once, not left to lapse in a
+/// buffer while earlier ones are handled. Ends after the first error, which
+/// the subscriber sees and answers by subscribing again.
+async fn pump(
+    consumer: consumer::PullConsumer,
+    leases: Arc<Leases>,
+    sender: mpsc::Sender<Result<jetstream::Message, BusError>>,
+) {
+    loop {
+        let Ok(permit) = sender.reserve().await else {
+            return; // The subscription is gone.
+        };
+        drop(permit);
+        let room = sender.capacity().max(1);
+        let mut batch = match consumer
+            .batch()
+            .max_messages(room)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                let _ = sender
+                    .send(Err(unavailable(format!("pull request: {error}"))))
+                    .await;
+                return;
+            }
+        };
+        loop {
+            let failure = match tokio::time::timeout(PULL_EXPIRES + PULL_GRACE, batch.next()).await
+            {
+                Ok(Some(Ok(message))) => {
+                    leases.hold(&message);
+                    if sender.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                // The pull request ended (full or expired): ask again.
+                Ok(None) => break,
+                Ok(Some(Err(error))) => format!("pulling: {error}"),
+                Err(_) => "pull request got no answer".to_owned(),
+            };
+            let _ = sender.send(Err(unavailable(failure))).await;
+            return;
+        }
+    }
+}
+
+/// Tells the server, every `every`, that each held delivery is still being
+/// worked on (`+WPI`), which restarts its `ack_wait`.
+async fn renew(leases: Arc<Leases>, every: Duration) {
+    let mut ticks = tokio::time::interval(every.max(MIN_RENEWAL_INTERVAL));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        for message in leases.held() {
+            if let Err(error) = message.ack_with(jetstream::AckKind::Progress).await {
+                tracing::debug!(%error, "renewing a held delivery failed");
+            }
+        }
+    }
+}
+
+/// The deliveries this process holds: pulled and not yet settled, by reply subject.
+#[derive(Default)]
+struct Leases(std::sync::Mutex<HashMap<String, jetstream::Message>>);
+
+impl Leases {
+    fn hold(&self, message: &jetstream::Message) {
+        if let Some(reply) = &message.reply {
+            self.lock().insert(reply.to_string(), message.clone());
+        }
+    }
+
+    fn release(&self, message: &jetstream::Message) {
+        if let Some(reply) = &message.reply {
+            self.lock().remove(reply.as_str());
+        }
+    }
+
+    fn held(&self) -> Vec<jetstream::Message> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, jetstream::Message>> {
+        // A poisoned map is still a valid map of leases.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Settles one delivery; settled or dropped, it is no longer renewed.
+struct NatsAcker {
+    message: jetstream::Message,
+    leases: Arc<Leases>,
+}
+
+impl Drop for NatsAcker {
+    fn drop(&mut self) {
+        self.leases.release(&self.message);
+    }
+}
 
 impl Acker for NatsAcker {
     fn settle(self: Box<Self>, settlement: Settlement) -> BoxFuture<'static, Result<(), BusError>> {
@@ -296,7 +416,7 @@ impl Acker for NatsAcker {
                 Settlement::Retry { after } => jetstream::AckKind::Nak(Some(after)),
                 Settlement::Reject => jetstream::AckKind::Term,
             };
-            self.0
+            self.message
                 .ack_with(kind)
                 .await
                 .map_err(|error| unavailable(format!("acking: {error}")))

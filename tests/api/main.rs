@@ -17,6 +17,7 @@ mod idempotency;
 mod inbound;
 mod input;
 mod jobs;
+mod leases;
 mod loan_delete;
 mod loan_store;
 mod loans;
