@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::core::{Loan, LoanEvent, LoanId, LoanSnapshot, UserId};
+use crate::core::{Installment, Loan, LoanEvent, LoanId, LoanSnapshot, UserId};
 
 /// A boxed, sendable future: keeps [`LoanStore`] object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -67,6 +67,41 @@ pub struct EventRecord {
     pub event: LoanEvent,
 }
 
+/// Which installment rows a commit writes: a new schedule is written whole,
+/// a payment or a fee only the installments it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallmentWrites {
+    /// Every installment of the snapshot (the schedule appeared or was replaced).
+    All,
+    /// Only these positions (`seq`), ascending; empty when none changed.
+    Changed(Vec<u16>),
+}
+
+impl InstallmentWrites {
+    /// What turning `before` into `after` changed.
+    pub fn between(before: &[Installment], after: &[Installment]) -> Self {
+        if before.len() != after.len() {
+            return Self::All;
+        }
+        Self::Changed(
+            before
+                .iter()
+                .zip(after)
+                .filter(|(old, new)| old != new)
+                .map(|(_, new)| new.seq)
+                .collect(),
+        )
+    }
+
+    /// True when the installment at `seq` is to be written.
+    pub fn includes(&self, seq: u16) -> bool {
+        match self {
+            Self::All => true,
+            Self::Changed(seqs) => seqs.binary_search(&seq).is_ok(),
+        }
+    }
+}
+
 /// Everything one actor turn writes, in one transaction.
 #[derive(Debug, Clone)]
 pub struct LoanCommit {
@@ -78,6 +113,8 @@ pub struct LoanCommit {
     pub commands: u64,
     /// The loan after applying `events`.
     pub snapshot: LoanSnapshot,
+    /// The installments of `snapshot` this commit changed.
+    pub installments: InstallmentWrites,
     /// The events, in order; each becomes an outbox row.
     pub events: Vec<EventRecord>,
 }
@@ -95,7 +132,8 @@ pub trait LoanStore: Send + Sync + 'static {
     fn load(&self, loan_id: LoanId) -> BoxFuture<'_, Result<Option<StoredLoan>, StoreError>>;
 
     /// Writes the commit atomically: the loan row with a version check
-    /// (`where version = expected`), its installments and payments, and one
-    /// outbox row per event. Returns the new version. Nothing is written on error.
+    /// (`where version = expected`), the installments it changed, the
+    /// payments it created or changed, and one outbox row per event; never
+    /// more rows or statements because the loan is long or has history. Returns the new version. Nothing is written on error.
     fn commit(&self, commit: LoanCommit) -> BoxFuture<'_, Result<u64, StoreError>>;
 }

@@ -15,7 +15,7 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 use crate::bus::shared_database;
-use crate::helpers::{Session, TestApp, eventually, spawn_app_with, test_namespace};
+use crate::helpers::{Session, TestApp, eventually, execute, spawn_app_with, test_namespace};
 use crate::smtp::SmtpSink;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -76,11 +76,6 @@ async fn email_status(db: &Db, id: Uuid) -> String {
     .fetch_one(pool)
     .await)
     .unwrap()
-}
-
-async fn execute(db: &Db, sql: &str) {
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    with_pool!(db, |pool| sqlx::raw_sql(sql).execute(pool).await.map(drop)).unwrap();
 }
 
 /// Makes every update that records an e-mail as sent fail while

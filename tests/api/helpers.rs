@@ -412,3 +412,9 @@ pub async fn total_paid(app: &TestApp, owner: &Session, loan_id: uuid::Uuid) -> 
         .unwrap();
     loan["total_paid"].as_str().unwrap().to_owned()
 }
+
+/// Runs test-only SQL (triggers, fault injection) on the database.
+pub async fn execute(db: &Db, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    loan_tracker::with_pool!(db, |pool| sqlx::raw_sql(sql).execute(pool).await.map(drop)).unwrap();
+}

@@ -5,8 +5,10 @@ mod support;
 
 use std::collections::HashSet;
 
-use actors::core::{Currency, LoanCommand, LoanId, LoanStatus, Money, PaymentId};
-use actors::store::{LoanCommit, LoanStore, StoreError as SeamError};
+use actors::core::{
+    Currency, LoanCommand, LoanId, LoanStatus, LoanTerms, Money, PaymentId, Rate, TermMonths,
+};
+use actors::store::{InstallmentWrites, LoanCommit, LoanStore, StoreError as SeamError};
 use loan_tracker::store::Db;
 use loan_tracker::store::loans::{self, LoanFilter, PaymentFilter};
 use loan_tracker::store::page::PageRequest;
@@ -15,7 +17,7 @@ use uuid::Uuid;
 use self::support::{
     Held, approve, count, date, new_user, noon, outbox_payloads, pay, rich_terms, terms, usd,
 };
-use crate::helpers::conformance;
+use crate::helpers::{conformance, execute};
 
 conformance!(
     a_new_loan_loads_back_equal_at_version_one,
@@ -28,6 +30,7 @@ conformance!(
     payment_lists_and_lookups_carry_the_loan_and_its_owner,
     only_loans_that_never_moved_money_are_deleted,
     concurrent_commits_from_one_version_land_exactly_once,
+    a_payment_writes_the_installments_it_changed_however_long_the_loan,
 );
 
 async fn a_new_loan_loads_back_equal_at_version_one(db: Db) {
@@ -160,6 +163,7 @@ async fn a_stale_version_conflicts_and_writes_nothing(db: Db) {
         expected_version: None,
         commands: 1,
         snapshot: held.loan.snapshot(),
+        installments: InstallmentWrites::All,
         events: Vec::new(),
     };
     let error = held.store.commit(again).await.unwrap_err();
@@ -568,4 +572,82 @@ async fn concurrent_commits_from_one_version_land_exactly_once(db: Db) {
         1
     );
     assert_eq!(outbox_payloads(&db, loan_id).await.len(), 3);
+}
+
+/// Counts every insert or update of an installment row in `installment_writes`.
+async fn count_installment_writes(db: &Db) {
+    execute(db, "create table installment_writes (seq integer not null)").await;
+    let triggers = match db {
+        Db::Sqlite(_) => {
+            "create trigger installment_inserted after insert on installments \
+             begin insert into installment_writes values (new.seq); end; \
+             create trigger installment_updated after update on installments \
+             begin insert into installment_writes values (new.seq); end"
+        }
+        Db::Postgres(_) => {
+            "create function installment_written() returns trigger language plpgsql as $$ begin \
+               insert into installment_writes values (new.seq); return new; \
+             end $$; \
+             create trigger installment_written after insert or update on installments \
+             for each row execute function installment_written()"
+        }
+    };
+    execute(db, triggers).await;
+}
+
+async fn installment_writes(db: &Db) -> i64 {
+    loan_tracker::with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(
+        "select count(*) from installment_writes"
+    )
+    .fetch_one(pool)
+    .await)
+    .unwrap()
+}
+
+async fn a_payment_writes_the_installments_it_changed_however_long_the_loan(db: Db) {
+    count_installment_writes(&db).await;
+    let user_id = new_user(&db, "long").await;
+    let long_terms = LoanTerms::new(
+        usd("100000"),
+        Rate::parse("12").unwrap(),
+        TermMonths::new(360).unwrap(),
+    )
+    .unwrap();
+    let applied_on = date(2024, 1, 10);
+    let mut held = Held::apply_for(&db, user_id, long_terms, applied_on).await;
+    held.run(approve(applied_on), applied_on).await;
+    assert_eq!(
+        installment_writes(&db).await,
+        360,
+        "the schedule is written once, whole"
+    );
+    for n in 0..40 {
+        let before = installment_writes(&db).await;
+        held.run(pay(usd("1.00"), applied_on, None), applied_on)
+            .await;
+        assert_eq!(
+            installment_writes(&db).await - before,
+            1,
+            "payment {n} touched one installment and wrote one row"
+        );
+    }
+    held.assert_stored().await;
+    // A payment spanning three installments writes those three.
+    let before = installment_writes(&db).await;
+    held.run(pay(usd("2500.00"), applied_on, None), applied_on)
+        .await;
+    assert_eq!(installment_writes(&db).await - before, 3);
+    held.assert_stored().await;
+    // A late fee on the first unpaid installment writes that one (and the
+    // payments it re-allocates, not every installment).
+    let late = date(2024, 6, 1);
+    let before = installment_writes(&db).await;
+    held.run(LoanCommand::AssessLateFees { as_of: late }, late)
+        .await;
+    let written = installment_writes(&db).await - before;
+    assert!(
+        (1..=3).contains(&written),
+        "late fees wrote {written} installments"
+    );
+    held.assert_stored().await;
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::{NoContext, Timestamp, Uuid};
 
 use crate::core::{Loan, LoanError, LoanId};
-use crate::store::{EventRecord, LoanCommit};
+use crate::store::{EventRecord, InstallmentWrites, LoanCommit};
 
 use super::types::LoanRequest;
 
@@ -76,7 +76,7 @@ pub(crate) fn plan_batch(
 /// command changed anything (nothing to write, the version stays).
 pub(crate) fn commit_for(
     loan_id: LoanId,
-    expected_version: u64,
+    (start, expected_version): (&Loan, u64),
     plan: &BatchPlan,
 ) -> Option<LoanCommit> {
     if plan.effective == 0 {
@@ -94,6 +94,7 @@ pub(crate) fn commit_for(
         expected_version: Some(expected_version),
         commands: plan.effective,
         snapshot: plan.after.snapshot(),
+        installments: InstallmentWrites::between(start.installments(), plan.after.installments()),
         events,
     })
 }

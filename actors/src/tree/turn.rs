@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::{LoanError, LoanEvent, LoanStatus};
-use crate::store::{EventRecord, LoanCommit, StoreError, StoredLoan};
+use crate::store::{EventRecord, InstallmentWrites, LoanCommit, StoreError, StoredLoan};
 
 use super::config::{CONFLICT_BACKOFF, MAX_CONFLICT_RETRIES};
 use super::error::TreeError;
@@ -66,7 +66,7 @@ async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
         let version = stored.version;
         let requests: Vec<_> = batch.iter().map(|queued| &queued.request).collect();
         let plan = plan_batch(&stored.loan, &requests, event_id);
-        let Some(commit) = commit_for(state.loan_id, version, &plan) else {
+        let Some(commit) = commit_for(state.loan_id, (&stored.loan, version), &plan) else {
             answer(batch, plan.outcomes, Arc::new(plan.after), version);
             return BatchEnd::Answered;
         };
@@ -147,6 +147,7 @@ pub(crate) async fn create(state: &mut LoanActorState, new_loan: NewLoan) {
         expected_version: None,
         commands: 1,
         snapshot: loan.snapshot(),
+        installments: InstallmentWrites::All,
         events: vec![record.clone()],
     };
     let answer = match commit_in_time(state, commit).await {

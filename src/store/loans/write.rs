@@ -1,6 +1,6 @@
 //! `commit`: one actor turn in one transaction — the loan row under its
-//! version check, the installments, the new or changed payments, one outbox
-//! row per event.
+//! version check, the installments it changed, the new or changed payments,
+//! one outbox row per event.
 
 use std::collections::BTreeSet;
 
@@ -83,7 +83,7 @@ pub(super) async fn commit(db: &Db, commit: &LoanCommit) -> Result<u64, SeamErro
         delete_loan_row(&mut tx, commit, versions.0).await?;
     } else {
         write_loan_row(&mut tx, commit, versions, now).await?;
-        write_installments(&mut tx, &commit.snapshot)
+        write_installments(&mut tx, commit)
             .await
             .map_err(|error| seam_error(error, loan_id))?;
         write_payments(&mut tx, commit).await?;
@@ -246,10 +246,17 @@ async fn update_loan_row(
     Ok(updated)
 }
 
-/// Upserts every installment of the snapshot (at most 480), a hundred per statement.
-async fn write_installments(tx: &mut Tx, snapshot: &LoanSnapshot) -> Result<(), StoreError> {
-    let loan_id = snapshot.loan_id.as_uuid();
-    for chunk in snapshot.installments.chunks(INSTALLMENTS_PER_STATEMENT) {
+/// Upserts the installments the commit changed (a new schedule: all of
+/// them, at most 480), a hundred per statement.
+async fn write_installments(tx: &mut Tx, commit: &LoanCommit) -> Result<(), StoreError> {
+    let loan_id = commit.loan_id.as_uuid();
+    let changed: Vec<&Installment> = commit
+        .snapshot
+        .installments
+        .iter()
+        .filter(|installment| commit.installments.includes(installment.seq))
+        .collect();
+    for chunk in changed.chunks(INSTALLMENTS_PER_STATEMENT) {
         with_tx!(tx, |conn| {
             let mut builder = sqlx::QueryBuilder::new(
                 "insert into installments (loan_id, seq, due_date, principal_minor, interest_minor, \

@@ -5,7 +5,9 @@ use actors::core::{
     Currency, GraceDays, Loan, LoanCommand, LoanEvent, LoanId, LoanTerms, Money, PaymentId, Rate,
     RepaymentMethod, TermMonths, UserId,
 };
-use actors::store::{EventRecord, LoanCommit, LoanStore, StoreError as SeamError};
+use actors::store::{
+    EventRecord, InstallmentWrites, LoanCommit, LoanStore, StoreError as SeamError,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use loan_tracker::accounts::users::{self, NewUser};
 use loan_tracker::accounts::{Email, Role, Username};
@@ -88,6 +90,7 @@ impl Held {
             expected_version: None,
             commands: 1,
             snapshot: loan.snapshot(),
+            installments: InstallmentWrites::All,
             events: records(vec![applied], on),
         };
         assert_eq!(store.commit(commit).await.unwrap(), 1);
@@ -115,6 +118,7 @@ impl Held {
             expected_version: Some(self.version),
             commands: 1,
             snapshot: next.snapshot(),
+            installments: InstallmentWrites::between(self.loan.installments(), next.installments()),
             events: events.clone(),
         };
         self.version = self.store.commit(commit).await?;
