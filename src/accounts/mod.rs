@@ -1,6 +1,7 @@
 //! Accounts: who can log in, with which role. Passwords, users and their store.
 
 pub mod admin;
+pub mod hash_pool;
 pub mod password;
 pub mod profiles;
 pub mod users;

@@ -1,10 +1,18 @@
-//! Password policy and argon2id hashing, run off the async worker threads.
+//! Password policy and argon2id hashing, run on the process's bounded
+//! hashing pool (one hash per core at a time), off the async worker threads.
 
 use std::sync::LazyLock;
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
 
 use super::AccountError;
+use super::hash_pool::HashPool;
+
+/// The process's hashing threads: one per core, for every login, sign-up
+/// and admin command of this process.
+static POOL: LazyLock<HashPool> = LazyLock::new(|| {
+    HashPool::start(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+});
 
 /// Accepted password length, in characters.
 const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 12..=128;
@@ -62,9 +70,9 @@ static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| {
         .to_string()
 });
 
-/// Hashes a password into a PHC string, on a blocking thread.
+/// Hashes a password into a PHC string, on the hashing pool.
 pub async fn hash(password: Password) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
+    POOL.run(move || {
         hasher()
             .hash_password(password.0.as_bytes())
             .map(|hash| hash.to_string())
@@ -74,10 +82,10 @@ pub async fn hash(password: Password) -> anyhow::Result<String> {
 }
 
 /// Checks `candidate` against `stored_hash` (or against a dummy hash when
-/// there is no user), on a blocking thread. Any malformed hash counts as a mismatch.
+/// there is no user), on the hashing pool. Any malformed hash counts as a mismatch.
 pub async fn verify(candidate: String, stored_hash: Option<String>) -> anyhow::Result<bool> {
-    Ok(
-        tokio::task::spawn_blocking(move || match stored_hash.as_deref() {
+    Ok(POOL
+        .run(move || match stored_hash.as_deref() {
             Some(stored) => hasher()
                 .verify_password(candidate.as_bytes(), stored)
                 .is_ok(),
@@ -86,8 +94,7 @@ pub async fn verify(candidate: String, stored_hash: Option<String>) -> anyhow::R
                 false
             }
         })
-        .await?,
-    )
+        .await?)
 }
 
 #[cfg(test)]
