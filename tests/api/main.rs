@@ -19,6 +19,7 @@ mod input;
 mod jobs;
 mod leases;
 mod loan_delete;
+mod loan_reads;
 mod loan_store;
 mod loans;
 mod migrations;

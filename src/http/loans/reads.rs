@@ -1,4 +1,6 @@
-//! Loan reads: list, get, schedule, payoff quote. Served from the store.
+//! Loan reads: list, get, schedule, payoff quote. Served from the store:
+//! a loan and the lists from the loan rows' figures alone (one row each, no
+//! history), the schedule and the payoff quote from the whole loan.
 
 use actors::core::{LoanId, LoanStatus, UserId};
 use salvo::prelude::*;
@@ -71,16 +73,12 @@ pub async fn list_for(
     let page = store::list_loans(&state.db, filter, store_page(req)?)
         .await
         .map_err(ApiError::internal)?;
-    let mut items = Vec::with_capacity(page.items.len());
-    for summary in page.items {
-        // The list shows exactly what GET /loans/{id} shows, computed by the core.
-        if let Some(view) = store::get_loan(&state.db, summary.loan_id)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            items.push(LoanBody::new(&view.loan, view.version, today));
-        }
-    }
+    // The list shows exactly what GET /loans/{id} shows, from the same rows.
+    let items = page
+        .items
+        .iter()
+        .map(|summary| LoanBody::from_summary(summary, today))
+        .collect();
     Ok(Json(Page {
         items,
         next_cursor: page.next_cursor,
@@ -92,10 +90,14 @@ pub async fn list_for(
 pub async fn get_loan(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
     let state = app_state(depot)?;
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
-    let view = visible_loan(&state, Principal::of(depot)?, loan_id).await?;
-    Ok(Json(LoanBody::new(
-        &view.loan,
-        view.version,
+    let principal = Principal::of(depot)?;
+    let summary = store::get_loan_summary(&state.db, loan_id)
+        .await
+        .map_err(ApiError::internal)?
+        .filter(|summary| principal.is_staff() || summary.user_id == UserId::new(principal.user_id))
+        .ok_or_else(|| ApiError::NotFound("loan not found".into()))?;
+    Ok(Json(LoanBody::from_summary(
+        &summary,
         Now::read(&state.clock).today,
     )))
 }

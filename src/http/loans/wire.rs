@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::date::WireDate;
+use crate::store::loans::LoanSummary;
 
 /// A loan application.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -184,6 +185,38 @@ impl LoanBody {
             next_due_date,
             days_past_due,
             version,
+        }
+    }
+}
+
+impl LoanBody {
+    /// The body of a loan from its row, figures as of `today`: the same
+    /// body [`LoanBody::new`] computes from the whole loan.
+    pub fn from_summary(summary: &LoanSummary, today: NaiveDate) -> Self {
+        let terms = &summary.terms;
+        Self {
+            id: summary.loan_id.as_uuid(),
+            user_id: summary.user_id.as_uuid(),
+            status: summary.status_on(today).as_str().to_owned(),
+            principal: terms.principal().to_string(),
+            currency: terms.currency().code().to_owned(),
+            annual_interest_rate: terms.annual_rate().to_string(),
+            term_months: terms.term().get(),
+            repayment_method: terms.method().as_str().to_owned(),
+            late_fee_rate: terms.late_fee_rate().to_string(),
+            grace_days: terms.grace_days().get(),
+            purpose: terms.purpose().map(str::to_owned),
+            applied_on: summary.applied_on,
+            disbursed_on: summary.disbursed_on,
+            rejection_reason: summary.rejection_reason.clone(),
+            total_paid: summary.total_paid.to_string(),
+            principal_outstanding: summary.principal_outstanding.to_string(),
+            interest_outstanding: summary.interest_outstanding.to_string(),
+            fees_outstanding: summary.fees_outstanding.to_string(),
+            total_outstanding: summary.total_outstanding.to_string(),
+            next_due_date: summary.next_due_date,
+            days_past_due: summary.days_past_due(today),
+            version: summary.version,
         }
     }
 }

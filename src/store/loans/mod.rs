@@ -12,8 +12,8 @@ mod rows;
 mod write;
 
 pub use queries::{
-    LoanFilter, LoanSummary, PaymentFilter, StoredPayment, get_payment, list_loans, list_payments,
-    loan_access, loan_owner, loan_paid_by_reference,
+    LoanFilter, LoanSummary, PaymentFilter, StoredPayment, get_loan_summary, get_payment,
+    list_loans, list_payments, loan_access, loan_owner, loan_paid_by_reference,
 };
 
 use actors::core::{Loan, LoanId, UserId};

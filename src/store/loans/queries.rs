@@ -35,8 +35,9 @@ pub struct PaymentFilter {
     pub user_id: Option<UserId>,
 }
 
-/// A loan as the lists show it: its terms and the figures denormalized on
-/// its row at the last commit (for `days_past_due`, load the loan).
+/// A loan as its row holds it: the terms and the figures denormalized at the
+/// last commit, enough to show the loan (`GET /loans/{id}`, lists) exactly
+/// as the core computes it from the whole history, without reading that history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoanSummary {
     /// The loan.
@@ -71,6 +72,36 @@ pub struct LoanSummary {
     pub created_at: DateTime<Utc>,
     /// When the loan last changed.
     pub updated_at: DateTime<Utc>,
+    /// Due date of the oldest installment whose principal or interest no
+    /// live payment covers (`LoanSnapshot::overdue_after`).
+    pub overdue_after: Option<NaiveDate>,
+}
+
+impl LoanSummary {
+    /// The status on `today`, by the core's rule (`Loan::status_on`): a
+    /// repaying loan is `OVERDUE` while a due date with principal or
+    /// interest uncovered lies before `today`.
+    pub fn status_on(&self, today: NaiveDate) -> LoanStatus {
+        if !self.status.is_repaying() {
+            return self.status;
+        }
+        if self.days_past_due(today) > 0 {
+            LoanStatus::Overdue
+        } else {
+            LoanStatus::Approved
+        }
+    }
+
+    /// Days since that due date on `today` (`Loan::days_past_due`); 0 when
+    /// nothing is past due or the loan is not repaying.
+    pub fn days_past_due(&self, today: NaiveDate) -> u32 {
+        match self.overdue_after {
+            Some(due) if self.status.is_repaying() && due < today => {
+                u32::try_from((today - due).num_days()).unwrap_or(u32::MAX)
+            }
+            _ => 0,
+        }
+    }
 }
 
 impl TryFrom<LoanRow> for LoanSummary {
@@ -109,8 +140,20 @@ impl TryFrom<LoanRow> for LoanSummary {
             next_due_date: row.next_due_date,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            overdue_after: row.overdue_after,
         })
     }
+}
+
+/// One loan's row; `None` if there is no such loan. One indexed read, however
+/// long the loan or its history.
+pub async fn get_loan_summary(db: &Db, loan_id: LoanId) -> Result<Option<LoanSummary>, StoreError> {
+    let sql = format!("select {LOAN_COLUMNS} from loans where id = $1");
+    let row: Option<LoanRow> = with_read_pool!(db, |pool| sqlx::query_as(AssertSqlSafe(sql))
+        .bind(loan_id.as_uuid())
+        .fetch_optional(pool)
+        .await)?;
+    row.map(LoanSummary::try_from).transpose()
 }
 
 /// A payment with the loan it belongs to and that loan's borrower.

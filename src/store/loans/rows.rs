@@ -18,7 +18,7 @@ pub(super) const LOAN_COLUMNS: &str = "id, user_id, status, currency, principal_
     annual_interest_rate, term_months, repayment_method, late_fee_rate, grace_days, \
     first_due_date, purpose, applied_on, disbursed_on, rejection_reason, version, \
     total_paid_minor, principal_outstanding_minor, interest_outstanding_minor, \
-    fees_outstanding_minor, next_due_date, created_at, updated_at";
+    fees_outstanding_minor, next_due_date, created_at, updated_at, overdue_after";
 
 /// Columns of `installments` that `InstallmentRow` reads.
 pub(super) const INSTALLMENT_COLUMNS: &str = "seq, due_date, principal_minor, interest_minor, \
@@ -55,6 +55,7 @@ pub(super) struct LoanRow {
     pub next_due_date: Option<NaiveDate>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub overdue_after: Option<NaiveDate>,
 }
 
 #[derive(FromRow)]
