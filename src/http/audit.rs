@@ -106,7 +106,7 @@ struct VerifyBody {
         ("limit" = Option<u32>, Query, description = "Page size, 1-100 (default 50)"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")
     ),
-    status_codes(200, 400, 401, 403),
+    status_codes(200, 400, 401, 403, 422),
     security(("bearer" = []))
 )]
 async fn list_audit_logs(
@@ -119,16 +119,19 @@ async fn list_audit_logs(
     let entries = store::list(&state.db, &filter, page)
         .await
         .map_err(|error| match error {
+            // Well-formed, but it names no entry: only the data can tell.
             ListError::UnknownCursor => {
-                ApiError::BadRequest("cursor is not one this API returned".into())
+                ApiError::Unprocessable("cursor names no audit entry".into())
             }
             ListError::Store(error) => ApiError::internal(error),
         })?;
     Ok(Json(Page::from_store(entries, AuditEntryBody::from)))
 }
 
+/// The filters; a parameter given empty is a value like any other (an empty
+/// time or id is refused, as the document says), never "no filter".
 fn filter_from_query(req: &Request) -> Result<Filter, ApiError> {
-    let text = |name: &str| req.query::<String>(name).filter(|value| !value.is_empty());
+    let text = |name: &str| req.query::<String>(name);
     let time = |name: &str| {
         text(name)
             .map(|raw| {

@@ -13,7 +13,9 @@
 //! - an authenticated `POST` under `/api/`: the `Idempotency-Key` header
 //!   (the hoop honours it on each) with its `400` (bad key), `409` (first
 //!   still running) and `422` (same key, other body);
-//! - every `limit` query parameter: 1–100, default 50; every `cursor`: a string.
+//! - every `limit` query parameter: 1–100, default 50; every `cursor`: a string;
+//!   the few plain-string parameters that take fixed values list them (a
+//!   loan's `status`, the audit `actor_id`, a job's `name`).
 //!
 //! Schemas get the names users expect (`Loan`, `Payment`, `LoanPage`)
 //! instead of Rust paths (`loan_tracker.http.loans.wire.LoanBody`).
@@ -26,6 +28,8 @@ use salvo::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::idempotency::IDEMPOTENCY_KEY;
+use crate::audit::entry::SYSTEM_ACTOR;
+use crate::jobs::JobName;
 use crate::store::page::MAX_PAGE_LIMIT;
 
 /// Where schemas live in the document.
@@ -326,9 +330,11 @@ fn add_idempotency_key(operation: &mut Map<String, Value>) {
     );
 }
 
-/// The list parameters' real bounds (SPEC §4: limit 1–100, default 50).
+/// The parameters' real bounds (SPEC §4: limit 1–100, default 50) and the
+/// values a parameter typed as a plain string really takes.
 fn constrain_parameter(path: &str, parameter: &mut Value) {
     let is_query = parameter.get("in") == Some(&json!("query"));
+    let is_path = parameter.get("in") == Some(&json!("path"));
     match parameter.get("name").and_then(Value::as_str) {
         Some("limit") if is_query => {
             parameter["schema"] = json!({
@@ -344,6 +350,16 @@ fn constrain_parameter(path: &str, parameter: &mut Value) {
         }
         Some("status") if is_query && path.contains("/loans") => {
             parameter["schema"] = json!({"type": "string", "enum": LOAN_STATUSES});
+        }
+        Some("actor_id") if is_query && path.ends_with("/audit-logs") => {
+            parameter["schema"] = json!({"anyOf": [
+                {"type": "string", "format": "uuid"},
+                {"type": "string", "enum": [SYSTEM_ACTOR]},
+            ]});
+        }
+        Some("name") if is_path && path.contains("/admin/jobs/") => {
+            let names: Vec<&str> = JobName::ALL.iter().map(|job| job.as_str()).collect();
+            parameter["schema"] = json!({"type": "string", "enum": names});
         }
         _ => {}
     }
@@ -411,5 +427,25 @@ mod tests {
             "no key without a session: {anonymous}"
         );
         assert!(anonymous["responses"].get("401").is_none());
+    }
+
+    #[test]
+    fn plain_string_parameters_list_the_values_they_take() {
+        let mut job = json!({"name": "name", "in": "path", "schema": {"type": "string"}});
+        constrain_parameter("/api/v1/admin/jobs/{name}/run", &mut job);
+        assert_eq!(
+            job["schema"]["enum"],
+            json!(["overdue", "payment-reminders"])
+        );
+        let mut actor = json!({"name": "actor_id", "in": "query", "schema": {"type": "string"}});
+        constrain_parameter("/api/v1/audit-logs", &mut actor);
+        assert_eq!(actor["schema"]["anyOf"][1]["enum"], json!(["system"]));
+        let mut other = json!({"name": "name", "in": "query", "schema": {"type": "string"}});
+        constrain_parameter("/api/v1/admin/jobs/{name}/run", &mut other);
+        assert_eq!(
+            other["schema"],
+            json!({"type": "string"}),
+            "only the path's name"
+        );
     }
 }

@@ -87,6 +87,30 @@ async fn a_registration_is_audited_listed_with_filters_and_verified() {
 }
 
 #[tokio::test]
+async fn an_empty_filter_is_refused_and_a_cursor_naming_no_entry_is_422() {
+    let app = spawn_app().await;
+    let admin = app.user_with_role("root", Role::Admin).await;
+    let status = |query: &'static str| {
+        let app = &app;
+        let token = admin.access_token.clone();
+        async move {
+            app.get(&format!("/api/v1/audit-logs{query}"), Some(&token))
+                .await
+                .status()
+        }
+    };
+    // Given but empty is a value, and not a time, a UUID or `system`.
+    for query in ["?to=", "?from=", "?entity_id=", "?actor_id="] {
+        assert_eq!(status(query).await, 400, "{query}");
+    }
+    assert_eq!(status("?actor_id=system").await, 200);
+    assert_eq!(status("?cursor=").await, 200, "empty cursor: first page");
+    // The form of a cursor, but no entry has that id.
+    let unknown = status("?cursor=4fd9ebeb60a330149abcdab7a8cee317").await;
+    assert_eq!(unknown, 422);
+}
+
+#[tokio::test]
 async fn audit_pages_follow_the_cursor_newest_first() {
     let app = spawn_app().await;
     let admin = app.user_with_role("root", Role::Admin).await;
