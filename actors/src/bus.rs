@@ -144,6 +144,27 @@ pub trait Bus: Send + Sync + 'static {
     /// JetStream ack); only then may the publisher forget it.
     fn publish(&self, message: OutgoingMessage) -> BoxFuture<'_, Result<(), BusError>>;
 
+    /// Publishes `messages` in order and says how many from the front the
+    /// bus stored: all of them, or those before the first failure, with its
+    /// error. A message after a failure may have been stored too (an adapter
+    /// may have several in flight); publishing it again is harmless, the bus
+    /// drops the repeat by its `message_id`. By default, one after another.
+    fn publish_all(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> BoxFuture<'_, (usize, Option<BusError>)> {
+        Box::pin(async move {
+            let mut stored = 0;
+            for message in messages {
+                if let Err(error) = self.publish(message).await {
+                    return (stored, Some(error));
+                }
+                stored += 1;
+            }
+            (stored, None)
+        })
+    }
+
     /// Creates or updates the durable consumer `spec` and starts reading it.
     fn subscribe(
         &self,

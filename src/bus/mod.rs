@@ -118,6 +118,25 @@ impl Bus for BusConnection {
         }
     }
 
+    fn publish_all(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> BoxFuture<'_, (usize, Option<BusError>)> {
+        match self {
+            Self::InProcess(bus) => Box::pin(async move {
+                let mut stored = 0;
+                for message in messages {
+                    if let Err(error) = bus.publish(message).await {
+                        return (stored, Some(error));
+                    }
+                    stored += 1;
+                }
+                (stored, None)
+            }),
+            Self::Nats(nats) => Box::pin(nats.publish_all(messages)),
+        }
+    }
+
     fn subscribe(
         &self,
         spec: ConsumerSpec,

@@ -182,6 +182,54 @@ impl NatsBus {
         result
     }
 
+    /// Publishes `messages` with all of them in flight at once (sent in
+    /// order on the one connection, so the stream stores them in order),
+    /// then collects the acks in order; returns how many from the front
+    /// were stored, and the first failure.
+    pub async fn publish_all(&self, messages: Vec<OutgoingMessage>) -> (usize, Option<BusError>) {
+        if let Err(error) = self.ensure_streams().await {
+            return (0, Some(error));
+        }
+        let mut in_flight = Vec::with_capacity(messages.len());
+        let mut failure = None;
+        for message in messages {
+            let sent = self
+                .jetstream
+                .send_publish(
+                    self.namespace.subject(&message.subject),
+                    PublishMessage::build()
+                        .payload(message.payload.into())
+                        .message_id(message.message_id),
+                )
+                .await;
+            match sent {
+                Ok(ack) => in_flight.push(ack),
+                Err(error) => {
+                    failure = Some(unavailable(format!("publishing: {error}")));
+                    break;
+                }
+            }
+        }
+        let mut stored = 0;
+        for ack in in_flight {
+            match tokio::time::timeout(PUBLISH_ACK_TIMEOUT, ack).await {
+                Ok(Ok(_)) => stored += 1,
+                Ok(Err(error)) => {
+                    failure = Some(unavailable(format!("JetStream ack: {error}")));
+                    break;
+                }
+                Err(_) => {
+                    failure = Some(unavailable("no JetStream ack in time".into()));
+                    break;
+                }
+            }
+        }
+        if failure.is_some() {
+            *self.streams_ready.lock().await = false;
+        }
+        (stored, failure)
+    }
+
     async fn publish_acked(&self, message: OutgoingMessage) -> Result<(), BusError> {
         let subject = self.namespace.subject(&message.subject);
         let ack = self

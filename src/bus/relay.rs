@@ -1,5 +1,6 @@
-//! The outbox relay: publishes outbox rows to the bus in `seq` order, waits
-//! for the bus's ack, then stamps `published_at`.
+//! The outbox relay: publishes outbox rows to the bus in `seq` order (a
+//! batch in flight at once), waits for the bus's acks, then stamps
+//! `published_at` on the stored ones in one statement.
 //!
 //! It selects unpublished rows every round rather than remembering a "last
 //! seq": a transaction that drew a lower `seq` can commit after one with a
@@ -120,40 +121,43 @@ async fn flush(db: &Db, bus: &dyn Bus) {
     }
 }
 
-/// One round: publishes up to [`BATCH_SIZE`] rows; returns how many it
-/// considered (0: nothing to do).
+/// One round: publishes up to [`BATCH_SIZE`] rows, all in flight at once,
+/// and stamps those the bus stored in one statement; returns how many it
+/// considered (0: nothing to do). After a failure, the rows from the failed
+/// one on wait for the next round (a later one the bus stored meanwhile is
+/// dropped as a repeat by its `Nats-Msg-Id`).
 pub async fn relay_batch(db: &Db, bus: &dyn Bus) -> Result<usize, RelayError> {
     match db {
         Db::Sqlite(_) => {
             // No transaction is held while publishing: the single writer must
             // stay free (the in-process audit consumer writes while we wait).
             let rows = outbox::unpublished(db, BATCH_SIZE).await?;
-            for row in &rows {
-                bus.publish(message(row)).await?;
-                outbox::mark_published(db, row.seq, Utc::now()).await?;
-            }
-            Ok(rows.len())
+            let (stored, failure) = bus.publish_all(rows.iter().map(message).collect()).await;
+            outbox::mark_published(db, &seqs(&rows[..stored]), Utc::now()).await?;
+            finish(rows.len(), failure)
         }
         Db::Postgres(_) => {
             let Tx::Postgres(mut tx) = db.begin().await? else {
                 unreachable!("a PostgreSQL database begins PostgreSQL transactions");
             };
             let rows = outbox::claim(&mut tx, BATCH_SIZE).await?;
-            let mut failure = None;
-            for row in &rows {
-                if let Err(error) = bus.publish(message(row)).await {
-                    failure = Some(error);
-                    break;
-                }
-                outbox::mark_claimed_published(&mut tx, row.seq, Utc::now()).await?;
-            }
+            let (stored, failure) = bus.publish_all(rows.iter().map(message).collect()).await;
             // Commit what was acknowledged even when a later row failed.
+            outbox::mark_claimed_published(&mut tx, &seqs(&rows[..stored]), Utc::now()).await?;
             tx.commit().await.map_err(crate::store::StoreError::from)?;
-            match failure {
-                Some(error) => Err(error.into()),
-                None => Ok(rows.len()),
-            }
+            finish(rows.len(), failure)
         }
+    }
+}
+
+fn seqs(rows: &[PendingEvent]) -> Vec<i64> {
+    rows.iter().map(|row| row.seq).collect()
+}
+
+fn finish(considered: usize, failure: Option<actors::bus::BusError>) -> Result<usize, RelayError> {
+    match failure {
+        Some(error) => Err(error.into()),
+        None => Ok(considered),
     }
 }
 

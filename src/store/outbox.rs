@@ -89,16 +89,23 @@ pub async fn unpublished(db: &Db, limit: u32) -> Result<Vec<PendingEvent>, Store
     Ok(rows.into_iter().map(PendingEvent::from).collect())
 }
 
-/// Stamps one row as acknowledged by the bus (outside any transaction).
-pub async fn mark_published(db: &Db, seq: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-    with_pool!(db, |pool| sqlx::query(
-        "update outbox set published_at = $1 where seq = $2 and published_at is null"
-    )
-    .bind(now)
-    .bind(seq)
-    .execute(pool)
-    .await
-    .map(drop))?;
+/// Stamps the rows `seqs` published (one statement); rows stamped before keep their time.
+pub async fn mark_published(db: &Db, seqs: &[i64], now: DateTime<Utc>) -> Result<(), StoreError> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    with_pool!(db, |pool| {
+        let mut update = sqlx::QueryBuilder::new("update outbox set published_at = ");
+        update
+            .push_bind(now)
+            .push(" where published_at is null and seq in (");
+        let mut listed = update.separated(", ");
+        for seq in seqs {
+            listed.push_bind(*seq);
+        }
+        update.push(")");
+        update.build().execute(pool).await.map(drop)
+    })?;
     Ok(())
 }
 
@@ -160,15 +167,16 @@ fn publishable_runs(claimed: &[i64], unpublished: &[(i64, Uuid)]) -> Vec<i64> {
     publishable
 }
 
-/// PostgreSQL: stamps a claimed row inside the claiming transaction.
+/// PostgreSQL: stamps the claimed rows `seqs` published, in the claiming
+/// transaction (one statement).
 pub async fn mark_claimed_published(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    seq: i64,
+    seqs: &[i64],
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    sqlx::query("update outbox set published_at = $1 where seq = $2")
+    sqlx::query("update outbox set published_at = $1 where seq = any($2)")
         .bind(now)
-        .bind(seq)
+        .bind(seqs)
         .execute(&mut **tx)
         .await?;
     Ok(())

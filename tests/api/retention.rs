@@ -44,11 +44,11 @@ async fn purge_takes_old_published_rows_in_batches_and_never_an_unpublished_one(
     let pending = outbox::unpublished(&db, 100).await.unwrap();
     let (old, rest) = pending.split_at(5);
     for row in old {
-        outbox::mark_published(&db, row.seq, now - day * 8)
+        outbox::mark_published(&db, &[row.seq], now - day * 8)
             .await
             .unwrap();
     }
-    outbox::mark_published(&db, rest[0].seq, now - chrono::Duration::hours(1))
+    outbox::mark_published(&db, &[rest[0].seq], now - chrono::Duration::hours(1))
         .await
         .unwrap();
     let cutoff = now - day * 7;
