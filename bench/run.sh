@@ -486,7 +486,9 @@ run_backend() { # backend
 # --- the run ------------------------------------------------------------------
 summary=()
 final_rss=()
-versions="rustc $( (rustc --version || true) | cut -d' ' -f2), wrk $( (wrk -v 2>&1 || true) | head -1 | cut -d' ' -f2)"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+git diff --quiet HEAD -- src actors migrations Cargo.toml Cargo.lock 2>/dev/null || commit+=" with uncommitted changes"
+versions="loan-tracker $commit, rustc $( (rustc --version || true) | cut -d' ' -f2), wrk $( (wrk -v 2>&1 || true) | head -1 | cut -d' ' -f2)"
 for backend in $backends; do
   case "$backend" in
     postgres)
