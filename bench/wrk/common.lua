@@ -43,14 +43,19 @@ function M.init(args, build)
   local rows = M.read_tsv(args[2])
   limit_per_row = tonumber(args[3] or "0")
   requests = {}
-  for i = thread_index + 1, #rows, thread_count do
-    table.insert(requests, build(rows[i]))
+  if #rows >= thread_count then
+    for i = thread_index + 1, #rows, thread_count do
+      table.insert(requests, build(rows[i]))
+    end
+    budget = limit_per_row * #requests
+  else
+    -- Fewer rows than threads (one hot loan): every thread takes every row
+    -- and an even share of the rows' limit.
+    for i = 1, #rows do
+      table.insert(requests, build(rows[i]))
+    end
+    budget = math.ceil(limit_per_row * #rows / thread_count)
   end
-  if #requests == 0 then
-    -- More threads than rows: share the first row.
-    table.insert(requests, build(rows[1]))
-  end
-  budget = limit_per_row * #requests
   next_request = 0
   answered = 0
   statuses = {}
