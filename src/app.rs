@@ -14,7 +14,7 @@ use crate::auth::rate_limit::{EVICTION_INTERVAL, RateLimits};
 use crate::auth::tokens::TokenKeys;
 use crate::bus::BusConnection;
 use crate::bus::consumer::ConsumerTask;
-use crate::bus::consumer::Handler;
+use crate::bus::consumer::{BatchHandler, OneAtATime};
 use crate::bus::metered::Metered;
 use crate::bus::relay::Relay;
 use crate::clock::Clock;
@@ -234,13 +234,15 @@ impl EventFlow {
             state.clock.clone(),
             state.settings.events.pending_retry,
         );
-        let handlers: [(&str, Arc<dyn Handler>); 3] = [
+        // Audit and notifications take batches; inbound payments go one at
+        // a time (each is a command to a loan's actor).
+        let handlers: [(&str, Arc<dyn BatchHandler>); 3] = [
             (
                 crate::audit::consumer::CONSUMER_NAME,
                 Arc::new(AuditConsumer::new(state.db.clone())),
             ),
             (NOTIFICATIONS_CONSUMER, notifications),
-            (INBOUND_CONSUMER, Arc::new(inbound)),
+            (INBOUND_CONSUMER, Arc::new(OneAtATime(Arc::new(inbound)))),
         ];
         let mut consumers = Vec::with_capacity(handlers.len());
         for (name, handler) in handlers {

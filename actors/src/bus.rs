@@ -72,8 +72,9 @@ pub enum Settlement {
     Reject,
 }
 
-/// Settles one delivery with the bus that delivered it.
-pub trait Acker: Send {
+/// Settles one delivery with the bus that delivered it. `Sync` so that a
+/// batch of deliveries can be lent to a handler's future.
+pub trait Acker: Send + Sync {
     /// Reports the outcome to the bus.
     fn settle(self: Box<Self>, settlement: Settlement) -> BoxFuture<'static, Result<(), BusError>>;
 }
@@ -130,6 +131,13 @@ pub trait Subscription: Send {
     /// Waits for the next delivery. An `Err` means the subscription is
     /// broken: drop it, back off, and subscribe again.
     fn next(&mut self) -> BoxFuture<'_, Result<Delivery, BusError>>;
+
+    /// The next delivery if one is already here, without waiting: a
+    /// consumer takes these to fill a batch after [`Subscription::next`]
+    /// gave it one. `None` when nothing is ready (by default, always).
+    fn try_next(&mut self) -> Option<Result<Delivery, BusError>> {
+        None
+    }
 }
 
 /// An event bus.

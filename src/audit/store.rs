@@ -1,14 +1,17 @@
-//! Audit entries in SQL: append under the chain lock, filtered pages, and
-//! the walk that verifies the chain. There is deliberately no update and no
-//! delete here (and the database refuses both).
+//! Audit entries in SQL: append (a batch per transaction) under the chain
+//! lock, filtered pages, and the walk that verifies the chain. There is
+//! deliberately no update and no delete here (and the database refuses both).
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::entry::{AuditEntry, GENESIS_HASH, NewEntry};
+use crate::store::batch::rows_per_statement;
 use crate::store::page::{Page, PageRequest, into_page};
-use crate::store::{Db, StoreError};
+use crate::store::{Db, StoreError, Tx};
 use crate::{with_read_pool, with_tx};
 
 /// Entries read per query while verifying.
@@ -24,6 +27,8 @@ pub enum Appended {
 }
 
 const ENTRY_COLUMNS: &str = "seq, id, event_id, actor, action, entity, entity_id, occurred_at, recorded_at, detail, prev_hash, hash";
+/// The number of [`ENTRY_COLUMNS`] (bound values per inserted entry).
+const ENTRY_COLUMN_COUNT: usize = 12;
 
 #[derive(sqlx::FromRow)]
 struct EntryRow {
@@ -61,30 +66,78 @@ impl From<EntryRow> for AuditEntry {
 }
 
 /// Appends `entry` at the head of the chain, unless its event is already
-/// recorded. The chain-head row is locked for the transaction, so appends
-/// from several consumers queue up instead of forking the chain.
+/// recorded: a batch of one (see [`append_batch`]).
 pub async fn append(db: &Db, entry: NewEntry, now: DateTime<Utc>) -> Result<Appended, StoreError> {
+    let mut outcomes = append_batch(db, vec![entry], now).await?;
+    Ok(outcomes.pop().expect("one outcome per entry"))
+}
+
+/// Appends `entries`, in order, at the head of the chain in one
+/// transaction, skipping each whose event is already recorded (before, or
+/// earlier in the batch). The chain comes out entry by entry as appending
+/// them one at a time would make it: consecutive `seq`s, each `prev_hash`
+/// the hash before it; the entries share one `recorded_at`. The chain-head
+/// row is locked for the transaction, so appends from several consumers
+/// queue up instead of forking the chain. Returns each entry's outcome, in
+/// order; on an error nothing was written.
+pub async fn append_batch(
+    db: &Db,
+    entries: Vec<NewEntry>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Appended>, StoreError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut tx = db.begin().await?;
     let head_sql = format!(
         "select last_seq, last_hash from audit_chain where id = 1{}",
         tx.row_lock()
     );
-    let (last_seq, last_hash): (i64, String) = with_tx!(&mut tx, |conn| sqlx::query_as(
+    let (mut last_seq, mut last_hash): (i64, String) = with_tx!(&mut tx, |conn| sqlx::query_as(
         sqlx::AssertSqlSafe(head_sql)
     )
     .fetch_one(conn)
     .await)?;
-    let seen: Option<i64> = with_tx!(&mut tx, |conn| sqlx::query_scalar(
-        "select seq from audit_log where event_id = $1"
-    )
-    .bind(entry.event_id)
-    .fetch_optional(conn)
-    .await)?;
-    if seen.is_some() {
-        return Ok(Appended::AlreadyRecorded);
+    let event_ids: Vec<Uuid> = entries.iter().map(|entry| entry.event_id).collect();
+    let mut seen = recorded_among(&mut tx, &event_ids).await?;
+    let recorded_at = now.trunc_subsecs(6);
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if !seen.insert(entry.event_id) {
+            outcomes.push(Appended::AlreadyRecorded);
+            continue;
+        }
+        let recorded = chained(entry, last_seq + 1, last_hash, recorded_at);
+        (last_seq, last_hash) = (recorded.seq, recorded.hash.clone());
+        outcomes.push(Appended::Recorded(Box::new(recorded)));
     }
+    let new_entries: Vec<&AuditEntry> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Appended::Recorded(entry) => Some(entry.as_ref()),
+            Appended::AlreadyRecorded => None,
+        })
+        .collect();
+    if new_entries.is_empty() {
+        return Ok(outcomes); // Nothing to write: the transaction rolls back.
+    }
+    insert_entries(&mut tx, &new_entries).await?;
+    with_tx!(&mut tx, |conn| sqlx::query(
+        "update audit_chain set last_seq = $1, last_hash = $2 where id = 1"
+    )
+    .bind(last_seq)
+    .bind(&last_hash)
+    .execute(conn)
+    .await
+    .map(drop))?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// `entry` as the chain's entry `seq`, after the entry hashed `prev_hash`.
+fn chained(entry: NewEntry, seq: i64, prev_hash: String, recorded_at: DateTime<Utc>) -> AuditEntry {
     let mut recorded = AuditEntry {
-        seq: last_seq + 1,
+        seq,
         id: Uuid::now_v7(),
         event_id: entry.event_id,
         actor: entry.actor,
@@ -92,48 +145,58 @@ pub async fn append(db: &Db, entry: NewEntry, now: DateTime<Utc>) -> Result<Appe
         entity: entry.entity.to_owned(),
         entity_id: entry.entity_id,
         occurred_at: entry.occurred_at.trunc_subsecs(6),
-        recorded_at: now.trunc_subsecs(6),
+        recorded_at,
         detail: entry.detail,
-        prev_hash: last_hash,
+        prev_hash,
         hash: String::new(),
     };
     recorded.hash = recorded.expected_hash();
-    let insert = with_tx!(&mut tx, |conn| {
-        sqlx::query(
-        "insert into audit_log (seq, id, event_id, actor, action, entity, entity_id, occurred_at, recorded_at, detail, prev_hash, hash) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-    )
-    .bind(recorded.seq)
-    .bind(recorded.id)
-    .bind(recorded.event_id)
-    .bind(&recorded.actor)
-    .bind(&recorded.action)
-    .bind(&recorded.entity)
-    .bind(recorded.entity_id)
-    .bind(recorded.occurred_at)
-    .bind(recorded.recorded_at)
-    .bind(Json(&recorded.detail))
-    .bind(&recorded.prev_hash)
-    .bind(&recorded.hash)
-    .execute(conn)
-    .await
-    .map(drop)
-    });
-    match insert.map_err(StoreError::from) {
-        Ok(()) => {}
-        Err(StoreError::Duplicate { .. }) => return Ok(Appended::AlreadyRecorded),
-        Err(error) => return Err(error),
+    recorded
+}
+
+/// The events among `event_ids` that already have an entry.
+async fn recorded_among(tx: &mut Tx, event_ids: &[Uuid]) -> Result<HashSet<Uuid>, StoreError> {
+    let mut recorded = HashSet::new();
+    for chunk in event_ids.chunks(rows_per_statement(1)) {
+        let found: Vec<Uuid> = with_tx!(tx, |conn| {
+            let mut select =
+                sqlx::QueryBuilder::new("select event_id from audit_log where event_id in (");
+            let mut listed = select.separated(", ");
+            for event_id in chunk {
+                listed.push_bind(*event_id);
+            }
+            select.push(")");
+            select.build_query_scalar().fetch_all(conn).await
+        })?;
+        recorded.extend(found);
     }
-    with_tx!(&mut tx, |conn| sqlx::query(
-        "update audit_chain set last_seq = $1, last_hash = $2 where id = 1"
-    )
-    .bind(recorded.seq)
-    .bind(&recorded.hash)
-    .execute(conn)
-    .await
-    .map(drop))?;
-    tx.commit().await?;
-    Ok(Appended::Recorded(Box::new(recorded)))
+    Ok(recorded)
+}
+
+/// Inserts `entries` with as few statements as the bind limit allows.
+async fn insert_entries(tx: &mut Tx, entries: &[&AuditEntry]) -> Result<(), StoreError> {
+    for chunk in entries.chunks(rows_per_statement(ENTRY_COLUMN_COUNT)) {
+        with_tx!(tx, |conn| {
+            let mut insert =
+                sqlx::QueryBuilder::new(format!("insert into audit_log ({ENTRY_COLUMNS}) "));
+            insert.push_values(chunk, |mut row, entry| {
+                row.push_bind(entry.seq)
+                    .push_bind(entry.id)
+                    .push_bind(entry.event_id)
+                    .push_bind(&entry.actor)
+                    .push_bind(&entry.action)
+                    .push_bind(&entry.entity)
+                    .push_bind(entry.entity_id)
+                    .push_bind(entry.occurred_at)
+                    .push_bind(entry.recorded_at)
+                    .push_bind(Json(&entry.detail))
+                    .push_bind(&entry.prev_hash)
+                    .push_bind(&entry.hash);
+            });
+            insert.build().execute(conn).await.map(drop)
+        })?;
+    }
+    Ok(())
 }
 
 /// Filters of `GET /audit-logs`; `None` means "any".
@@ -301,4 +364,14 @@ fn check(entry: &AuditEntry, expected_seq: i64, prev_hash: &str) -> Option<Strin
         return Some("hash does not match the entry's content".into());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ENTRY_COLUMN_COUNT, ENTRY_COLUMNS};
+
+    #[test]
+    fn the_column_count_matches_the_column_list() {
+        assert_eq!(ENTRY_COLUMNS.split(',').count(), ENTRY_COLUMN_COUNT);
+    }
 }

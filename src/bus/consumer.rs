@@ -1,13 +1,20 @@
 //! Runs one durable consumer: subscribe (retrying while the bus is away),
-//! hand each delivery to a handler, settle it as the handler says.
+//! hand the deliveries to a handler, settle each as the handler says.
 //!
-//! On stop, the delivery being processed is finished and settled first;
+//! Deliveries go out in batches: once one has arrived, whatever else the
+//! subscription already holds is taken with it, without waiting, up to the
+//! handler's [`BatchHandler::max_batch`] (1 for a [`Handler`] that works
+//! one message at a time). A quiet stream gives batches of one, at no added
+//! latency; a backlog gives full batches, so a handler that writes a batch
+//! in one transaction keeps up with bursts.
+//!
+//! On stop, the batch being processed is finished and settled first;
 //! deliveries not yet handed out are left to the bus to redeliver.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::bus::{Bus, ConsumerSpec, Delivery, Settlement, Subscription};
+use actors::bus::{Bus, BusError, ConsumerSpec, Delivery, Settlement, Subscription};
 use actors::store::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,12 +25,46 @@ use super::backoff::Backoff;
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// Longest pause between attempts to (re)subscribe.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
+/// Most deliveries any batch handler is given at once (the consumers'
+/// `max_ack_pending` bounds what can be ready anyway).
+pub const MAX_BATCH: usize = 256;
 
 /// What a consumer does with one message.
 pub trait Handler: Send + Sync + 'static {
     /// Processes the delivery and says how to settle it. Must be idempotent:
     /// the same message may arrive more than once.
     fn handle<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Settlement>;
+}
+
+/// What a consumer does with the messages that are ready together.
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Most deliveries per batch, between 1 and [`MAX_BATCH`].
+    fn max_batch(&self) -> usize;
+
+    /// Processes `batch` (in delivery order) and says how to settle each
+    /// delivery: one settlement per delivery, in the same order. One bad
+    /// message must not decide the others' settlement. Must be idempotent:
+    /// a message, or a whole batch, may arrive more than once.
+    fn handle_batch<'a>(&'a self, batch: &'a [Delivery]) -> BoxFuture<'a, Vec<Settlement>>;
+}
+
+/// A [`Handler`] given batches of one.
+pub struct OneAtATime(pub Arc<dyn Handler>);
+
+impl BatchHandler for OneAtATime {
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    fn handle_batch<'a>(&'a self, batch: &'a [Delivery]) -> BoxFuture<'a, Vec<Settlement>> {
+        Box::pin(async move {
+            let mut settlements = Vec::with_capacity(batch.len());
+            for delivery in batch {
+                settlements.push(self.0.handle(delivery).await);
+            }
+            settlements
+        })
+    }
 }
 
 /// A running consumer task.
@@ -37,7 +78,11 @@ pub struct ConsumerTask {
 impl ConsumerTask {
     /// Subscribes (one attempt, so an in-process consumer is registered
     /// before anything is published) and starts the task.
-    pub async fn start(bus: Arc<dyn Bus>, spec: ConsumerSpec, handler: Arc<dyn Handler>) -> Self {
+    pub async fn start(
+        bus: Arc<dyn Bus>,
+        spec: ConsumerSpec,
+        handler: Arc<dyn BatchHandler>,
+    ) -> Self {
         let first = match bus.subscribe(spec.clone()).await {
             Ok(subscription) => Some(subscription),
             Err(error) => {
@@ -51,7 +96,7 @@ impl ConsumerTask {
         Self { name, stop, task }
     }
 
-    /// Finishes the delivery in hand, settles it, and ends the task.
+    /// Finishes the batch in hand, settles it, and ends the task.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         if let Err(error) = self.task.await {
@@ -63,7 +108,7 @@ impl ConsumerTask {
 async fn run(
     bus: Arc<dyn Bus>,
     spec: ConsumerSpec,
-    handler: Arc<dyn Handler>,
+    handler: Arc<dyn BatchHandler>,
     mut subscription: Option<Box<dyn Subscription>>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -91,25 +136,70 @@ async fn run(
             _ = stopped.changed() => break,
             delivery = current.next() => delivery,
         };
-        match delivery {
-            Ok(delivery) => {
+        let broken = match delivery {
+            Ok(first) => {
                 backoff.reset();
-                let settlement = handler.handle(&delivery).await;
-                if let Err(error) = delivery.settle(settlement).await {
-                    // The bus redelivers it after ack_wait; the handler is idempotent.
-                    tracing::warn!(consumer = %spec.name, %error, "settling a delivery failed");
-                }
+                let (batch, broken) = fill_batch(first, current.as_mut(), handler.max_batch());
+                process(&spec.name, handler.as_ref(), batch).await;
+                broken
             }
-            Err(error) => {
-                tracing::warn!(consumer = %spec.name, %error, "subscription broken; subscribing again");
-                subscription = None;
-                if pause_or_stop(&mut stopped, backoff.next_pause()).await {
-                    break;
-                }
+            Err(error) => Some(error),
+        };
+        if let Some(error) = broken {
+            tracing::warn!(consumer = %spec.name, %error, "subscription broken; subscribing again");
+            subscription = None;
+            if pause_or_stop(&mut stopped, backoff.next_pause()).await {
+                break;
             }
         }
     }
     tracing::info!(consumer = %spec.name, "consumer stopped");
+}
+
+/// `first` and whatever else `subscription` already holds, up to `max`
+/// deliveries; and the error that broke the subscription, if one did.
+fn fill_batch(
+    first: Delivery,
+    subscription: &mut dyn Subscription,
+    max: usize,
+) -> (Vec<Delivery>, Option<BusError>) {
+    let max = max.clamp(1, MAX_BATCH);
+    let mut batch = Vec::with_capacity(max.min(16));
+    batch.push(first);
+    while batch.len() < max {
+        match subscription.try_next() {
+            Some(Ok(delivery)) => batch.push(delivery),
+            Some(Err(error)) => return (batch, Some(error)),
+            None => break,
+        }
+    }
+    (batch, None)
+}
+
+/// Hands `batch` to `handler` and settles each delivery as it says, in order.
+async fn process(consumer: &str, handler: &dyn BatchHandler, batch: Vec<Delivery>) {
+    let mut settlements = handler.handle_batch(&batch).await;
+    if settlements.len() != batch.len() {
+        // A handler bug; retrying what it left unsaid loses nothing.
+        tracing::error!(
+            consumer,
+            given = batch.len(),
+            settled = settlements.len(),
+            "a batch handler settled the wrong number of deliveries"
+        );
+        settlements.resize(
+            batch.len(),
+            Settlement::Retry {
+                after: FIRST_RETRY_PAUSE,
+            },
+        );
+    }
+    for (delivery, settlement) in batch.into_iter().zip(settlements) {
+        if let Err(error) = delivery.settle(settlement).await {
+            // The bus redelivers it after ack_wait; the handler is idempotent.
+            tracing::warn!(consumer, %error, "settling a delivery failed");
+        }
+    }
 }
 
 /// Sleeps for `pause`; true when a stop came first.

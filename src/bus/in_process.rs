@@ -3,7 +3,9 @@
 //!
 //! There is no stream to store messages in, so `publish` resolves only once
 //! every matching consumer has settled the message (or given up on it after
-//! `max_deliver` attempts). The outbox relay therefore marks a row published
+//! `max_deliver` attempts); `publish_all` hands every message of a batch to
+//! the consumers at once (each consumer's queue keeps their order) and
+//! resolves once all are settled, so a batching consumer gets them together. The outbox relay therefore marks a row published
 //! only after the consumers processed it: a crash before that re-publishes
 //! the row at the next start, and consumers are idempotent by event id.
 //! Messages on subjects nobody consumes are dropped, like a NATS subject
@@ -18,8 +20,10 @@ use actors::bus::{
 use actors::store::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
-/// Deliveries queued per consumer before `publish` waits for room.
-const CONSUMER_QUEUE: usize = 64;
+/// Deliveries queued per consumer before publishers wait for room: more
+/// than one relay round (100 rows), so a round reaches a batching consumer
+/// as one batch.
+const CONSUMER_QUEUE: usize = 128;
 
 /// One delivery on its way to a consumer, with the channel its settlement comes back on.
 struct Queued {
@@ -50,18 +54,37 @@ impl InProcessBus {
     /// Hands `message` to every matching consumer, one after another, and
     /// waits until each has settled it.
     pub async fn publish(&self, message: OutgoingMessage) -> Result<(), BusError> {
-        let targets: Vec<(ConsumerSpec, mpsc::Sender<Queued>)> = self
-            .consumers
+        for (spec, queue) in self.targets(&message) {
+            deliver(&spec, &queue, &message).await;
+        }
+        Ok(())
+    }
+
+    /// Hands every message to every matching consumer at once, and waits
+    /// until each consumer has settled each message. Messages enter a
+    /// consumer's queue in the order given (the futures first run in that
+    /// order, and a full queue lets waiting senders in first come, first
+    /// served). Nothing is refused: all of them count as stored.
+    pub async fn publish_all(&self, messages: Vec<OutgoingMessage>) -> (usize, Option<BusError>) {
+        let mut deliveries = Vec::new();
+        for message in &messages {
+            for (spec, queue) in self.targets(message) {
+                deliveries.push(async move { deliver(&spec, &queue, message).await });
+            }
+        }
+        futures::future::join_all(deliveries).await;
+        (messages.len(), None)
+    }
+
+    /// The consumers `message`'s subject matches.
+    fn targets(&self, message: &OutgoingMessage) -> Vec<(ConsumerSpec, mpsc::Sender<Queued>)> {
+        self.consumers
             .lock()
             .expect("consumer list lock")
             .iter()
             .filter(|consumer| subject_matches(&consumer.spec.filter_subject, &message.subject))
             .map(|consumer| (consumer.spec.clone(), consumer.queue.clone()))
-            .collect();
-        for (spec, queue) in targets {
-            deliver(&spec, &queue, &message).await;
-        }
-        Ok(())
+            .collect()
     }
 
     /// Registers (or replaces) the consumer named `spec.name`.
@@ -114,18 +137,32 @@ struct InProcessSubscription {
     receiver: mpsc::Receiver<Queued>,
 }
 
+impl Queued {
+    fn into_delivery(self) -> Delivery {
+        Delivery::new(
+            self.message.subject,
+            Some(self.message.message_id),
+            self.message.payload,
+            self.delivery_count,
+            Box::new(InProcessAcker(self.settled)),
+        )
+    }
+}
+
 impl Subscription for InProcessSubscription {
     fn next(&mut self) -> BoxFuture<'_, Result<Delivery, BusError>> {
         Box::pin(async move {
             let queued = self.receiver.recv().await.ok_or(BusError::Closed)?;
-            Ok(Delivery::new(
-                queued.message.subject,
-                Some(queued.message.message_id),
-                queued.message.payload,
-                queued.delivery_count,
-                Box::new(InProcessAcker(queued.settled)),
-            ))
+            Ok(queued.into_delivery())
         })
+    }
+
+    fn try_next(&mut self) -> Option<Result<Delivery, BusError>> {
+        match self.receiver.try_recv() {
+            Ok(queued) => Some(Ok(queued.into_delivery())),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => Some(Err(BusError::Closed)),
+        }
     }
 }
 

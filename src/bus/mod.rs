@@ -123,16 +123,7 @@ impl Bus for BusConnection {
         messages: Vec<OutgoingMessage>,
     ) -> BoxFuture<'_, (usize, Option<BusError>)> {
         match self {
-            Self::InProcess(bus) => Box::pin(async move {
-                let mut stored = 0;
-                for message in messages {
-                    if let Err(error) = bus.publish(message).await {
-                        return (stored, Some(error));
-                    }
-                    stored += 1;
-                }
-                (stored, None)
-            }),
+            Self::InProcess(bus) => Box::pin(bus.publish_all(messages)),
             Self::Nats(nats) => Box::pin(nats.publish_all(messages)),
         }
     }

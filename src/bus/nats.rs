@@ -22,8 +22,9 @@ use super::definitions::{self, Discard, Storage, StreamDefinition};
 /// Longest wait for the server's ack of one publish.
 const PUBLISH_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most deliveries pulled ahead of the handler (the pump's buffer; one
-/// pull request asks for the room left in it).
-const PULL_BATCH: usize = 64;
+/// pull request asks for the room left in it), whatever a consumer's
+/// `max_ack_pending` allows. A batch handler drains the buffer at once.
+const MAX_PULL_BUFFER: usize = 256;
 /// How long one pull request waits for messages on an idle stream.
 const PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// Client-side bound on one pull wait, beyond `PULL_EXPIRES`, when the server is gone.
@@ -268,10 +269,14 @@ impl NatsBus {
             .create_consumer_on_stream(config, self.namespace.name(&spec.stream))
             .await
             .map_err(|error| unavailable(format!("creating consumer {}: {error}", spec.name)))?;
+        let buffer = usize::try_from(spec.max_ack_pending)
+            .unwrap_or(MAX_PULL_BUFFER)
+            .clamp(1, MAX_PULL_BUFFER);
         Ok(Box::new(NatsSubscription::start(
             consumer,
             self.namespace.clone(),
             spec.ack_wait,
+            buffer,
         )))
     }
 }
@@ -291,8 +296,14 @@ struct NatsSubscription {
 }
 
 impl NatsSubscription {
-    fn start(consumer: consumer::PullConsumer, namespace: Namespace, ack_wait: Duration) -> Self {
-        let (sender, deliveries) = mpsc::channel(PULL_BATCH);
+    /// Pulls ahead at most `buffer` deliveries (the consumer's `max_ack_pending`, bounded).
+    fn start(
+        consumer: consumer::PullConsumer,
+        namespace: Namespace,
+        ack_wait: Duration,
+        buffer: usize,
+    ) -> Self {
+        let (sender, deliveries) = mpsc::channel(buffer);
         let leases = Arc::new(Leases::default());
         let pump = tokio::spawn(pump(consumer, Arc::clone(&leases), sender));
         let renewal = tokio::spawn(renew(Arc::clone(&leases), ack_wait / RENEWALS_PER_ACK_WAIT));
@@ -315,37 +326,55 @@ impl Drop for NatsSubscription {
     }
 }
 
+impl NatsSubscription {
+    /// The delivery of a message the pump handed over (an error it reported passes through).
+    fn delivery(&self, pulled: Result<jetstream::Message, BusError>) -> Result<Delivery, BusError> {
+        let message = pulled?;
+        let delivery_count = message
+            .info()
+            .map(|info| info.delivered)
+            .unwrap_or(1)
+            .max(1);
+        let message_id = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|value| value.as_str().to_owned());
+        Ok(Delivery::new(
+            self.namespace
+                .logical_subject(message.subject.as_str())
+                .to_owned(),
+            message_id,
+            message.payload.to_vec(),
+            u64::try_from(delivery_count).unwrap_or(1),
+            Box::new(NatsAcker {
+                message,
+                leases: Arc::clone(&self.leases),
+            }),
+        ))
+    }
+}
+
 impl Subscription for NatsSubscription {
     fn next(&mut self) -> BoxFuture<'_, Result<Delivery, BusError>> {
         Box::pin(async move {
-            let message = self
+            let pulled = self
                 .deliveries
                 .recv()
                 .await
-                .unwrap_or_else(|| Err(unavailable("the pull pump stopped".into())))?;
-            let delivery_count = message
-                .info()
-                .map(|info| info.delivered)
-                .unwrap_or(1)
-                .max(1);
-            let message_id = message
-                .headers
-                .as_ref()
-                .and_then(|headers| headers.get(async_nats::header::NATS_MESSAGE_ID))
-                .map(|value| value.as_str().to_owned());
-            Ok(Delivery::new(
-                self.namespace
-                    .logical_subject(message.subject.as_str())
-                    .to_owned(),
-                message_id,
-                message.payload.to_vec(),
-                u64::try_from(delivery_count).unwrap_or(1),
-                Box::new(NatsAcker {
-                    message,
-                    leases: Arc::clone(&self.leases),
-                }),
-            ))
+                .unwrap_or_else(|| Err(unavailable("the pull pump stopped".into())));
+            self.delivery(pulled)
         })
+    }
+
+    fn try_next(&mut self) -> Option<Result<Delivery, BusError>> {
+        match self.deliveries.try_recv() {
+            Ok(pulled) => Some(self.delivery(pulled)),
+            Err(mpsc::error::TryRecvError::Empty) => None,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                Some(Err(unavailable("the pull pump stopped".into())))
+            }
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The notification actor's work: every loan event becomes (at most) one
-//! in-app notification for the loan's owner, and its e-mail is sent in the
-//! background with bounded retries. Pending e-mails nobody holds (left by a
-//! crash, or by a sender whose claim lapsed) are swept up at start and then
+//! in-app notification for the loan's owner, a batch of events per
+//! multi-row insert, and its e-mail goes to the bounded e-mail queue, never
+//! waited for. Pending e-mails nobody holds (left by a crash, by a full
+//! queue, or by a sender whose claim lapsed) are swept up at start and then
 //! periodically.
 
 use std::sync::Arc;
@@ -10,67 +11,59 @@ use std::time::Duration;
 use actors::bus::{Delivery, Settlement};
 use actors::mailer::Mailer;
 use actors::store::BoxFuture;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::delivery::EmailSender;
+use super::email_queue::EmailQueue;
 use super::render::notification_for;
-use super::store;
-use crate::bus::consumer::Handler;
+use super::store::{self, NewNotification};
+use crate::bus::consumer::{BatchHandler, MAX_BATCH};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::Db;
 
-/// E-mails being sent at once; more wait their turn.
-const MAX_CONCURRENT_EMAILS: usize = 8;
-/// Pause before a delivery is retried after a database failure.
+/// Pause before a batch is retried after a database failure.
 const RETRY_AFTER: Duration = Duration::from_secs(2);
-/// Unclaimed pending e-mails queued by sweeps at once; a sweep queues only
-/// as many as the previous ones left room for.
+/// Most pending e-mails one sweep queues (and never more than the queue's room).
 const PENDING_SWEEP_LIMIT: usize = 500;
 /// How often pending e-mails nobody holds are looked for (claims of dead
 /// senders lapse after [`super::delivery::CLAIM_TTL`]).
 pub const PENDING_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Turns events into notifications and sends their e-mails.
+/// Turns events into notifications and queues their e-mails.
 pub struct NotificationHandler {
     db: Db,
     clock: Clock,
-    sender: EmailSender,
-    sending: Arc<Semaphore>,
-    /// Room left for e-mails queued by sweeps.
-    sweep_room: Arc<Semaphore>,
+    emails: EmailQueue,
 }
 
 impl NotificationHandler {
     /// A handler writing to `db` and sending through `mailer`.
     pub fn new(db: Db, mailer: Arc<dyn Mailer>, clock: Clock, metrics: Metrics) -> Self {
         Self {
-            sender: EmailSender::new(db.clone(), mailer, clock.clone(), metrics),
+            emails: EmailQueue::start(EmailSender::new(db.clone(), mailer, clock.clone(), metrics)),
             db,
             clock,
-            sending: Arc::new(Semaphore::new(MAX_CONCURRENT_EMAILS)),
-            sweep_room: Arc::new(Semaphore::new(PENDING_SWEEP_LIMIT)),
         }
     }
 
-    /// Sends the e-mails left pending and unclaimed (a crash between storing
-    /// a notification and sending it, or a sender whose claim lapsed).
+    /// Queues the e-mails left pending and unclaimed (a crash between storing
+    /// a notification and sending it, a full queue, or a sender whose claim
+    /// lapsed), as many as the queue has room for.
     pub async fn resume_pending(&self) {
-        let room = self.sweep_room.available_permits();
-        let limit = u32::try_from(room).unwrap_or(u32::MAX);
-        if limit == 0 {
-            return tracing::debug!("previous sweeps still queued; skipping this one");
+        let room = self.emails.room().min(PENDING_SWEEP_LIMIT);
+        if room == 0 {
+            return tracing::debug!("the e-mail queue is full; skipping this sweep");
         }
+        let limit = u32::try_from(room).unwrap_or(u32::MAX);
         let pending = match store::pending_email(&self.db, self.clock.now(), limit).await {
             Ok(pending) => pending,
             Err(error) => return tracing::warn!(%error, "listing pending e-mails failed"),
         };
         for notification in pending {
-            let Ok(room) = self.sweep_room.clone().try_acquire_owned() else {
+            if !self.emails.offer(notification) {
                 break;
-            };
-            self.send_in_background(notification, Some(room));
+            }
         }
     }
 
@@ -88,48 +81,64 @@ impl NotificationHandler {
         })
     }
 
-    /// Sends in a task of its own; `room` is held until done when a sweep queued it.
-    fn send_in_background(
-        &self,
-        notification: store::Notification,
-        room: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) {
-        let (sender, sending) = (self.sender.clone(), self.sending.clone());
-        tokio::spawn(async move {
-            let _room = room;
-            let Ok(_permit) = sending.acquire_owned().await else {
-                return;
-            };
-            sender.deliver(&notification).await;
-        });
+    /// Stores the notifications of `batch` in one insert and queues their
+    /// e-mails. A message that is not JSON is rejected alone; an event that
+    /// notifies nobody, or was already notified, is acked; when the database
+    /// fails, every event that notifies is retried.
+    async fn notify_batch(&self, batch: &[Delivery]) -> Vec<Settlement> {
+        let mut settlements = vec![Settlement::Ack; batch.len()];
+        let mut news: Vec<NewNotification> = Vec::new();
+        let mut notifying = Vec::new();
+        for (position, delivery) in batch.iter().enumerate() {
+            match serde_json::from_slice::<serde_json::Value>(&delivery.payload) {
+                Ok(envelope) => {
+                    if let Some(new) = notification_for(&envelope) {
+                        news.push(new);
+                        notifying.push(position);
+                    }
+                }
+                Err(_) => {
+                    tracing::error!(subject = %delivery.subject, "event is not JSON; dropped");
+                    settlements[position] = Settlement::Reject;
+                }
+            }
+        }
+        match store::insert_new(&self.db, &news, self.clock.now()).await {
+            Ok(inserted) => self.queue_emails(inserted),
+            Err(error) => {
+                tracing::warn!(events = news.len(), %error, "storing notifications failed; will retry");
+                for position in notifying {
+                    settlements[position] = Settlement::Retry { after: RETRY_AFTER };
+                }
+            }
+        }
+        settlements
+    }
+
+    /// Offers each new notification's e-mail to the queue; what does not fit
+    /// stays pending for the sweep.
+    fn queue_emails(&self, inserted: Vec<store::Notification>) {
+        let mut left = 0_usize;
+        for notification in inserted {
+            if !self.emails.offer(notification) {
+                left += 1;
+            }
+        }
+        if left > 0 {
+            tracing::info!(
+                left,
+                "the e-mail queue is full; these mails wait for the pending sweep"
+            );
+        }
     }
 }
 
-impl Handler for NotificationHandler {
-    fn handle<'a>(&'a self, delivery: &'a Delivery) -> BoxFuture<'a, Settlement> {
-        // `Delivery` is not `Sync`: parse before the future starts.
-        let parsed = serde_json::from_slice::<serde_json::Value>(&delivery.payload);
-        let subject = delivery.subject.clone();
-        Box::pin(async move {
-            let Ok(envelope) = parsed else {
-                tracing::error!(%subject, "event is not JSON; dropped");
-                return Settlement::Reject;
-            };
-            let Some(new) = notification_for(&envelope) else {
-                return Settlement::Ack;
-            };
-            match store::insert_once(&self.db, &new, self.clock.now()).await {
-                Ok(Some(notification)) => {
-                    self.send_in_background(notification, None);
-                    Settlement::Ack
-                }
-                // Already notified for this event: a redelivery.
-                Ok(None) => Settlement::Ack,
-                Err(error) => {
-                    tracing::warn!(%error, "storing a notification failed; will retry");
-                    Settlement::Retry { after: RETRY_AFTER }
-                }
-            }
-        })
+impl BatchHandler for NotificationHandler {
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    fn handle_batch<'a>(&'a self, batch: &'a [Delivery]) -> BoxFuture<'a, Vec<Settlement>> {
+        Box::pin(self.notify_batch(batch))
     }
 }

@@ -1,12 +1,15 @@
 //! The notifications table.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use crate::store::batch::rows_per_statement;
 use crate::store::page::{Page, PageRequest, into_page};
 use crate::store::{Db, StoreError};
-use crate::{with_pool, with_read_pool};
+use crate::{with_pool, with_read_pool, with_tx};
 
 /// A notification as stored and shown.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -35,6 +38,8 @@ pub struct Notification {
 
 const COLUMNS: &str =
     "id, user_id, event_id, kind, title, body, created_at, read_at, email_status, email_attempts";
+/// Rows per insert statement: each binds 7 values.
+const INSERT_CHUNK: usize = rows_per_statement(7);
 
 /// A notification to create.
 #[derive(Debug, Clone)]
@@ -58,38 +63,65 @@ pub async fn insert_once(
     new: &NewNotification,
     now: DateTime<Utc>,
 ) -> Result<Option<Notification>, StoreError> {
-    let id = Uuid::now_v7();
-    let inserted = with_pool!(db, |pool| {
-        sqlx::query(
-        "insert into notifications (id, user_id, event_id, kind, title, body, created_at, email_status) \
-         values ($1, $2, $3, $4, $5, $6, $7, 'pending') on conflict (event_id, kind) do nothing"
-    )
-    .bind(id)
-    .bind(new.user_id)
-    .bind(new.event_id)
-    .bind(&new.kind)
-    .bind(&new.title)
-    .bind(&new.body)
-    .bind(now)
-    .execute(pool)
-    .await
-    .map(|done| done.rows_affected())
-    })?;
-    if inserted == 0 {
-        return Ok(None);
+    Ok(insert_new(db, std::slice::from_ref(new), now).await?.pop())
+}
+
+/// Inserts each of `news` unless a notification exists for its (event_id,
+/// kind) (stored before, or earlier in `news`), in one transaction and one
+/// multi-row statement per [`INSERT_CHUNK`] rows. Returns the rows it
+/// inserted, in the order of `news`; on an error nothing was inserted.
+pub async fn insert_new(
+    db: &Db,
+    news: &[NewNotification],
+    now: DateTime<Utc>,
+) -> Result<Vec<Notification>, StoreError> {
+    let mut keys = HashSet::new();
+    let candidates: Vec<Notification> = news
+        .iter()
+        .filter(|new| keys.insert((new.event_id, new.kind.as_str())))
+        .map(|new| Notification {
+            id: Uuid::now_v7(),
+            user_id: new.user_id,
+            event_id: new.event_id,
+            kind: new.kind.clone(),
+            title: new.title.clone(),
+            body: new.body.clone(),
+            created_at: now,
+            read_at: None,
+            email_status: "pending".into(),
+            email_attempts: 0,
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(Some(Notification {
-        id,
-        user_id: new.user_id,
-        event_id: new.event_id,
-        kind: new.kind.clone(),
-        title: new.title.clone(),
-        body: new.body.clone(),
-        created_at: now,
-        read_at: None,
-        email_status: "pending".into(),
-        email_attempts: 0,
-    }))
+    let mut tx = db.begin().await?;
+    let mut inserted = HashSet::with_capacity(candidates.len());
+    for chunk in candidates.chunks(INSERT_CHUNK) {
+        let ids: Vec<Uuid> = with_tx!(&mut tx, |conn| {
+            let mut insert = sqlx::QueryBuilder::new(
+                "insert into notifications (id, user_id, event_id, kind, title, body, created_at, email_status) ",
+            );
+            insert.push_values(chunk, |mut row, notification| {
+                row.push_bind(notification.id)
+                    .push_bind(notification.user_id)
+                    .push_bind(notification.event_id)
+                    .push_bind(&notification.kind)
+                    .push_bind(&notification.title)
+                    .push_bind(&notification.body)
+                    .push_bind(notification.created_at)
+                    .push("'pending'");
+            });
+            insert.push(" on conflict (event_id, kind) do nothing returning id");
+            insert.build_query_scalar().fetch_all(conn).await
+        })?;
+        inserted.extend(ids);
+    }
+    tx.commit().await?;
+    Ok(candidates
+        .into_iter()
+        .filter(|notification| inserted.contains(&notification.id))
+        .collect())
 }
 
 /// Claims the pending e-mail of notification `id` for this sender until

@@ -4,6 +4,7 @@
 //! query is written once inside [`with_pool!`], which expands it for both
 //! concrete pools. Only statements that really differ are written twice.
 
+pub mod batch;
 mod connect;
 pub mod idempotency;
 pub mod loans;
