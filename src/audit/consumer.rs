@@ -54,7 +54,10 @@ impl AuditConsumer {
     /// Records the events of `batch`, in order, in one transaction, and
     /// says how to settle each message: a message that is not an event is
     /// rejected alone; an event already recorded is acked without a second
-    /// entry; when the database fails, every event of the batch is retried.
+    /// entry; when the database cannot be reached, every event of the batch
+    /// is retried. When it refuses the batch (one entry it cannot store),
+    /// the events are recorded one at a time, so only the one it refuses
+    /// is retried.
     pub async fn record_batch(&self, batch: &[Received<'_>]) -> Vec<Settlement> {
         // Every message is rejected unless it parses as an event.
         let mut settlements = vec![Settlement::Reject; batch.len()];
@@ -71,7 +74,7 @@ impl AuditConsumer {
                 }
             }
         }
-        match store::append_batch(&self.db, entries, Utc::now()).await {
+        match store::append_batch(&self.db, &entries, Utc::now()).await {
             Ok(outcomes) => {
                 let recorded = outcomes
                     .iter()
@@ -82,19 +85,40 @@ impl AuditConsumer {
                     settlements[position] = Settlement::Ack;
                 }
             }
+            Err(error) if error.is_refusal() && entries.len() > 1 => {
+                tracing::warn!(events = events.len(), %error, "audit: the database refused a batch; recording its events one at a time");
+                for (entry, position) in entries.into_iter().zip(events) {
+                    settlements[position] =
+                        self.record_one(entry, batch[position].delivery_count).await;
+                }
+            }
             Err(error) => {
                 tracing::warn!(events = events.len(), %error, "audit: recording a batch failed; will retry");
                 for position in events {
-                    let after = redelivery_pause(
-                        batch[position].delivery_count,
-                        FIRST_RETRY_PAUSE,
-                        MAX_RETRY_PAUSE,
-                    );
-                    settlements[position] = Settlement::Retry { after };
+                    settlements[position] = retry(batch[position].delivery_count);
                 }
             }
         }
         settlements
+    }
+
+    /// Records one event in a transaction of its own.
+    async fn record_one(&self, entry: NewEntry, delivery_count: u64) -> Settlement {
+        let event_id = entry.event_id;
+        match store::append(&self.db, entry, Utc::now()).await {
+            Ok(_) => Settlement::Ack,
+            Err(error) => {
+                tracing::warn!(%event_id, %error, "audit: recording an event failed; will retry");
+                retry(delivery_count)
+            }
+        }
+    }
+}
+
+/// A redelivery after a pause that doubles with each delivery.
+fn retry(delivery_count: u64) -> Settlement {
+    Settlement::Retry {
+        after: redelivery_pause(delivery_count, FIRST_RETRY_PAUSE, MAX_RETRY_PAUSE),
     }
 }
 

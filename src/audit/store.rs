@@ -68,7 +68,7 @@ impl From<EntryRow> for AuditEntry {
 /// Appends `entry` at the head of the chain, unless its event is already
 /// recorded: a batch of one (see [`append_batch`]).
 pub async fn append(db: &Db, entry: NewEntry, now: DateTime<Utc>) -> Result<Appended, StoreError> {
-    let mut outcomes = append_batch(db, vec![entry], now).await?;
+    let mut outcomes = append_batch(db, std::slice::from_ref(&entry), now).await?;
     Ok(outcomes.pop().expect("one outcome per entry"))
 }
 
@@ -82,7 +82,7 @@ pub async fn append(db: &Db, entry: NewEntry, now: DateTime<Utc>) -> Result<Appe
 /// order; on an error nothing was written.
 pub async fn append_batch(
     db: &Db,
-    entries: Vec<NewEntry>,
+    entries: &[NewEntry],
     now: DateTime<Utc>,
 ) -> Result<Vec<Appended>, StoreError> {
     if entries.is_empty() {
@@ -135,18 +135,23 @@ pub async fn append_batch(
 }
 
 /// `entry` as the chain's entry `seq`, after the entry hashed `prev_hash`.
-fn chained(entry: NewEntry, seq: i64, prev_hash: String, recorded_at: DateTime<Utc>) -> AuditEntry {
+fn chained(
+    entry: &NewEntry,
+    seq: i64,
+    prev_hash: String,
+    recorded_at: DateTime<Utc>,
+) -> AuditEntry {
     let mut recorded = AuditEntry {
         seq,
         id: Uuid::now_v7(),
         event_id: entry.event_id,
-        actor: entry.actor,
-        action: entry.action,
+        actor: entry.actor.clone(),
+        action: entry.action.clone(),
         entity: entry.entity.to_owned(),
         entity_id: entry.entity_id,
         occurred_at: entry.occurred_at.trunc_subsecs(6),
         recorded_at,
-        detail: entry.detail,
+        detail: entry.detail.clone(),
         prev_hash,
         hash: String::new(),
     };

@@ -209,3 +209,185 @@ async fn pause_or_stop(stopped: &mut watch::Receiver<bool>, pause: Duration) -> 
         () = tokio::time::sleep(pause) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use actors::bus::{Acker, OutgoingMessage};
+
+    use super::*;
+
+    /// The settlements the bus received: (delivery number, settlement).
+    type Settled = Arc<Mutex<Vec<(usize, Settlement)>>>;
+
+    struct RecordingAcker(usize, Settled);
+
+    impl Acker for RecordingAcker {
+        fn settle(
+            self: Box<Self>,
+            settlement: Settlement,
+        ) -> BoxFuture<'static, Result<(), BusError>> {
+            self.1.lock().unwrap().push((self.0, settlement));
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A subscription whose deliveries are all there from the start.
+    struct Ready(VecDeque<Delivery>);
+
+    impl Subscription for Ready {
+        fn next(&mut self) -> BoxFuture<'_, Result<Delivery, BusError>> {
+            let next = self.0.pop_front();
+            Box::pin(async move {
+                match next {
+                    Some(delivery) => Ok(delivery),
+                    None => std::future::pending().await,
+                }
+            })
+        }
+
+        fn try_next(&mut self) -> Option<Result<Delivery, BusError>> {
+            self.0.pop_front().map(Ok)
+        }
+    }
+
+    /// A bus that gives one subscription: `count` deliveries, `b"poison"` at `poison`.
+    struct Preloaded(Mutex<Option<Ready>>);
+
+    impl Preloaded {
+        fn new(count: usize, poison: usize, settled: &Settled) -> Arc<Self> {
+            let deliveries = (0..count)
+                .map(|number| {
+                    let payload = if number == poison {
+                        b"poison".to_vec()
+                    } else {
+                        b"{}".to_vec()
+                    };
+                    let acker = Box::new(RecordingAcker(number, settled.clone()));
+                    Delivery::new("test.subject".into(), None, payload, 1, acker)
+                })
+                .collect();
+            Arc::new(Self(Mutex::new(Some(Ready(deliveries)))))
+        }
+    }
+
+    impl Bus for Preloaded {
+        fn kind(&self) -> &'static str {
+            "preloaded"
+        }
+
+        fn check_ready(&self) -> Result<(), BusError> {
+            Ok(())
+        }
+
+        fn publish(&self, _: OutgoingMessage) -> BoxFuture<'_, Result<(), BusError>> {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn subscribe(
+            &self,
+            _: ConsumerSpec,
+        ) -> BoxFuture<'_, Result<Box<dyn Subscription>, BusError>> {
+            let ready = self.0.lock().unwrap().take();
+            Box::pin(async move {
+                ready
+                    .map(|ready| Box::new(ready) as Box<dyn Subscription>)
+                    .ok_or(BusError::Closed)
+            })
+        }
+    }
+
+    /// Records the size of each batch; rejects `b"poison"`, acks the rest.
+    struct Sizes {
+        max: usize,
+        seen: Mutex<Vec<usize>>,
+    }
+
+    impl BatchHandler for Sizes {
+        fn max_batch(&self) -> usize {
+            self.max
+        }
+
+        fn handle_batch<'a>(&'a self, batch: &'a [Delivery]) -> BoxFuture<'a, Vec<Settlement>> {
+            self.seen.lock().unwrap().push(batch.len());
+            let settlements = batch
+                .iter()
+                .map(|delivery| match delivery.payload.as_slice() {
+                    b"poison" => Settlement::Reject,
+                    _ => Settlement::Ack,
+                })
+                .collect();
+            Box::pin(async move { settlements })
+        }
+    }
+
+    fn spec() -> ConsumerSpec {
+        ConsumerSpec {
+            name: "test".into(),
+            stream: "TEST".into(),
+            filter_subject: "test.>".into(),
+            ack_wait: Duration::from_secs(3),
+            max_deliver: None,
+            max_ack_pending: 512,
+        }
+    }
+
+    /// Runs a consumer over `count` ready deliveries; the batch sizes it
+    /// handed out and the settlements in the order they reached the bus.
+    async fn consume(
+        max: usize,
+        count: usize,
+        poison: usize,
+    ) -> (Vec<usize>, Vec<(usize, Settlement)>) {
+        let settled = Settled::default();
+        let bus = Preloaded::new(count, poison, &settled);
+        let handler = Arc::new(Sizes {
+            max,
+            seen: Mutex::default(),
+        });
+        let task = ConsumerTask::start(bus, spec(), handler.clone()).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while settled.lock().unwrap().len() < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deliveries left unsettled"
+            );
+            tokio::task::yield_now().await;
+        }
+        task.stop().await;
+        let sizes = handler.seen.lock().unwrap().clone();
+        let settlements = settled.lock().unwrap().clone();
+        (sizes, settlements)
+    }
+
+    #[tokio::test]
+    async fn what_is_ready_goes_out_in_batches_of_at_most_the_handlers_size() {
+        for (max, count, expected) in [
+            (MAX_BATCH, 300, vec![MAX_BATCH, 300 - MAX_BATCH]),
+            (100, 250, vec![100, 100, 50]),
+            (1, 3, vec![1, 1, 1]),
+            (MAX_BATCH + 1, 300, vec![MAX_BATCH, 300 - MAX_BATCH]),
+        ] {
+            let (sizes, _) = consume(max, count, usize::MAX).await;
+            assert_eq!(sizes, expected, "max {max}, {count} ready");
+        }
+    }
+
+    #[tokio::test]
+    async fn each_delivery_of_a_batch_is_settled_in_order_as_the_handler_says() {
+        let (_, settlements) = consume(MAX_BATCH, 40, 17).await;
+        let expected: Vec<(usize, Settlement)> = (0..40)
+            .map(|number| {
+                let settlement = if number == 17 {
+                    Settlement::Reject
+                } else {
+                    Settlement::Ack
+                };
+                (number, settlement)
+            })
+            .collect();
+        assert_eq!(settlements, expected);
+    }
+}

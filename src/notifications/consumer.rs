@@ -84,7 +84,10 @@ impl NotificationHandler {
     /// Stores the notifications of `batch` in one insert and queues their
     /// e-mails. A message that is not JSON is rejected alone; an event that
     /// notifies nobody, or was already notified, is acked; when the database
-    /// fails, every event that notifies is retried.
+    /// cannot be reached, every event that notifies is retried. When it
+    /// refuses the batch (a row it cannot store, e.g. an unknown user), the
+    /// notifications are stored one at a time, so only the refused one is
+    /// retried.
     async fn notify_batch(&self, batch: &[Delivery]) -> Vec<Settlement> {
         let mut settlements = vec![Settlement::Ack; batch.len()];
         let mut news: Vec<NewNotification> = Vec::new();
@@ -105,6 +108,12 @@ impl NotificationHandler {
         }
         match store::insert_new(&self.db, &news, self.clock.now()).await {
             Ok(inserted) => self.queue_emails(inserted),
+            Err(error) if error.is_refusal() && news.len() > 1 => {
+                tracing::warn!(events = news.len(), %error, "the database refused a batch of notifications; storing them one at a time");
+                for (new, position) in news.iter().zip(notifying) {
+                    settlements[position] = self.notify_one(new).await;
+                }
+            }
             Err(error) => {
                 tracing::warn!(events = news.len(), %error, "storing notifications failed; will retry");
                 for position in notifying {
@@ -113,6 +122,20 @@ impl NotificationHandler {
             }
         }
         settlements
+    }
+
+    /// Stores one notification in a statement of its own and queues its e-mail.
+    async fn notify_one(&self, new: &NewNotification) -> Settlement {
+        match store::insert_new(&self.db, std::slice::from_ref(new), self.clock.now()).await {
+            Ok(inserted) => {
+                self.queue_emails(inserted);
+                Settlement::Ack
+            }
+            Err(error) => {
+                tracing::warn!(event_id = %new.event_id, %error, "storing a notification failed; will retry");
+                Settlement::Retry { after: RETRY_AFTER }
+            }
+        }
     }
 
     /// Offers each new notification's e-mail to the queue; what does not fit

@@ -75,6 +75,19 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// True when the database answered and refused the statement (a
+    /// constraint, a value it cannot store): the same rows fail the same way
+    /// again, while other rows may go in. False when it could not be asked
+    /// (connection, pool, timeout), which fails every statement alike.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Duplicate { .. } | Self::Database(sqlx::Error::Database(_))
+        )
+    }
+}
+
 /// The SQLite pools: every write goes through the single writer connection
 /// (SQLite has one writer anyway; queuing in the pool instead of on the file
 /// lock means users never see "database is locked"), reads use the others.

@@ -26,6 +26,40 @@ where
     crate::helpers::eventually(what, DEADLINE, check).await
 }
 
+/// Settles nothing: for deliveries a test hands to a handler itself.
+struct Unsettled;
+
+impl actors::bus::Acker for Unsettled {
+    fn settle(
+        self: Box<Self>,
+        _: actors::bus::Settlement,
+    ) -> actors::store::BoxFuture<'static, Result<(), actors::bus::BusError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A delivery of `payload`, seen `delivery_count` times, for a test to hand to a handler.
+pub fn delivery(payload: &[u8], delivery_count: u64) -> actors::bus::Delivery {
+    actors::bus::Delivery::new(
+        "loans.events.test".into(),
+        None,
+        payload.to_vec(),
+        delivery_count,
+        Box::new(Unsettled),
+    )
+}
+
+/// An event envelope (SPEC §5) of type `kind` about `user_id`'s loan
+/// `loan_id`, with a fresh event id: the id and the JSON bytes.
+pub fn event(kind: &str, user_id: Uuid, loan_id: Uuid, data: serde_json::Value) -> (Uuid, Vec<u8>) {
+    let event_id = Uuid::now_v7();
+    let envelope = serde_json::json!({
+        "event_id": event_id, "type": kind, "loan_id": loan_id, "user_id": user_id,
+        "occurred_at": chrono::Utc::now(), "data": data,
+    });
+    (event_id, serde_json::to_vec(&envelope).unwrap())
+}
+
 /// Event ids of every outbox row.
 pub async fn outbox_event_ids(db: &Db) -> BTreeSet<Uuid> {
     let ids: Vec<Uuid> =
