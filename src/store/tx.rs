@@ -1,7 +1,7 @@
 //! A write transaction of either backend, and the macro that runs one SQL
 //! text against it.
 
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{PgPool, Postgres, Sqlite, Transaction};
 
 use super::{Db, StoreError};
 
@@ -37,8 +37,38 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
             Db::Sqlite(sqlite) => Tx::Sqlite(sqlite.writer.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(begin_postgres(pool, None).await?),
         })
+    }
+}
+
+/// Begins a PostgreSQL transaction (with `statement` instead of `BEGIN`
+/// when given) on a task of its own, so that it cannot be cancelled.
+///
+/// sqlx 0.9 is not cancel-safe here (transact-rs/sqlx#4393, fixed upstream
+/// after the last release): a caller dropped while `BEGIN` is on the wire —
+/// a client that hangs up, a timeout — returns the connection to the pool
+/// inside a transaction that nothing ends, and every later borrower's
+/// statements run in it until the first error aborts it for good. On its own
+/// task `BEGIN` always completes; a transaction whose caller is gone is then
+/// dropped on that task, which rolls it back before the connection returns.
+pub(crate) async fn begin_postgres(
+    pool: &PgPool,
+    statement: Option<&'static str>,
+) -> Result<Transaction<'static, Postgres>, StoreError> {
+    let pool = pool.clone();
+    let begun = tokio::spawn(async move {
+        match statement {
+            Some(statement) => pool.begin_with(statement).await,
+            None => pool.begin().await,
+        }
+    })
+    .await;
+    match begun {
+        Ok(begun) => Ok(begun?),
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        // Only a runtime shutting down cancels the task.
+        Err(_) => Err(StoreError::Database(sqlx::Error::BeginFailed)),
     }
 }
 

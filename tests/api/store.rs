@@ -1,12 +1,15 @@
 //! The store conformance suite: every case runs on SQLite, and on PostgreSQL
 //! when `TEST_DATABASE_URL` is set, each on a fresh database.
 
+use std::time::Duration;
+
+use actors::core::LoanId;
 use chrono::Utc;
 use loan_tracker::accounts::users::{self, NewUser};
 use loan_tracker::accounts::{Email, Role, Username};
-use loan_tracker::store::{Db, StoreError};
+use loan_tracker::store::{Db, StoreError, loans};
 
-use crate::helpers::{conformance, fresh_postgres, fresh_sqlite, outbox_count};
+use crate::helpers::{conformance, execute, fresh_postgres, fresh_sqlite, outbox_count};
 
 conformance!(
     a_created_user_is_found_by_email_and_id,
@@ -186,5 +189,58 @@ async fn the_apps_database_makes_every_acknowledged_commit_durable() {
                 assert_eq!(value, "on", "{setting} is {value}");
             }
         }
+    }
+}
+
+/// A caller dropped while its transaction begins (a client hanging up, a
+/// timeout) leaves no transaction open on the pooled connection. sqlx 0.9
+/// left one on PostgreSQL (transact-rs/sqlx#4393): every later statement on
+/// that connection ran inside it, unseen by anyone else, until an error
+/// aborted it and the connection failed everything it was lent for.
+#[tokio::test]
+async fn a_transaction_cancelled_while_it_begins_leaves_no_transaction_open() {
+    let sqlite_dir = tempfile::TempDir::new().unwrap();
+    let mut urls = vec![format!(
+        "sqlite://{}",
+        sqlite_dir.path().join("store.db").display()
+    )];
+    urls.extend(crate::helpers::fresh_postgres_url().await);
+    for url in urls {
+        // One connection, so whatever a cancelled begin leaves behind is
+        // what the next statement gets.
+        let settings = loan_tracker::settings::Settings::from_lookup(|name| match name {
+            "DATABASE_URL" => Some(url.clone()),
+            "DB_MAX_CONNECTIONS" => Some("1".into()),
+            "JWT_SECRET" => Some(crate::helpers::TEST_JWT_SECRET.into()),
+            _ => None,
+        })
+        .unwrap();
+        let db = loan_tracker::store::connect(&settings).await.unwrap();
+        execute(&db, "create table cancel_probe (n integer)").await;
+        let rounds = 120_u64;
+        for round in 0..rounds {
+            // From "dropped before the first poll returns" to "dropped
+            // after BEGIN's answer", through the round trip in between.
+            let patience = Duration::from_micros(round % 40 * 25);
+            let _ = tokio::time::timeout(patience, db.begin()).await;
+            let _ = tokio::time::timeout(
+                patience,
+                loans::get_loan(&db, LoanId::new(uuid::Uuid::new_v4())),
+            )
+            .await;
+            execute(&db, &format!("insert into cancel_probe values ({round})")).await;
+        }
+        // Another connection sees every insert only if each one committed.
+        let observer = loan_tracker::store::connect(&settings).await.unwrap();
+        let seen: i64 = loan_tracker::with_pool!(&observer, |pool| {
+            sqlx::query_scalar("select count(*) from cancel_probe")
+                .fetch_one(pool)
+                .await
+        })
+        .unwrap();
+        assert_eq!(
+            seen, rounds as i64,
+            "inserts lost in a leaked transaction on {url}"
+        );
     }
 }

@@ -139,9 +139,11 @@ async fn read_parts(db: &Db, id: Uuid) -> Result<Option<LoanParts>, StoreError> 
             parts
         }
         Db::Postgres(pool) => {
-            let mut tx = pool
-                .begin_with("begin isolation level repeatable read read only")
-                .await?;
+            let mut tx = crate::store::tx::begin_postgres(
+                pool,
+                Some("begin isolation level repeatable read read only"),
+            )
+            .await?;
             let parts = read_loan_parts!(tx, id)?;
             tx.commit().await?;
             parts
