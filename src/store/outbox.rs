@@ -24,19 +24,34 @@ pub struct OutboxEvent {
 
 /// Adds `event` to the outbox inside `tx`.
 pub async fn insert(tx: &mut Tx, event: &OutboxEvent) -> Result<(), StoreError> {
-    with_tx!(tx, |conn| {
-        sqlx::query(
-        "insert into outbox (event_id, subject, aggregate_id, payload, created_at) values ($1, $2, $3, $4, $5)"
-    )
-    .bind(event.event_id)
-    .bind(&event.subject)
-    .bind(event.aggregate_id)
-    .bind(Json(&event.payload))
-    .bind(event.created_at)
-    .execute(conn)
-    .await
-    .map(drop)
-    })?;
+    insert_all(tx, std::slice::from_ref(event)).await
+}
+
+/// Adds `events` to the outbox inside `tx`, in order, with as few
+/// multi-row statements as the bind limit allows.
+pub async fn insert_all(tx: &mut Tx, events: &[OutboxEvent]) -> Result<(), StoreError> {
+    const COLUMNS: usize = 5;
+    for chunk in events.chunks(super::batch::rows_per_statement(COLUMNS)) {
+        with_tx!(tx, |conn| {
+            let mut insert = sqlx::QueryBuilder::new(
+                "insert into outbox (event_id, subject, aggregate_id, payload, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, event| {
+                row.push_bind(event.event_id)
+                    .push_bind(&event.subject)
+                    .push_bind(event.aggregate_id)
+                    .push_bind(Json(&event.payload))
+                    .push_bind(event.created_at);
+            });
+            // One text per row count: not worth a prepared statement each.
+            insert
+                .build()
+                .persistent(false)
+                .execute(conn)
+                .await
+                .map(drop)
+        })?;
+    }
     Ok(())
 }
 

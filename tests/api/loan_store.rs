@@ -31,6 +31,7 @@ conformance!(
     only_loans_that_never_moved_money_are_deleted,
     concurrent_commits_from_one_version_land_exactly_once,
     a_payment_writes_the_installments_it_changed_however_long_the_loan,
+    commits_of_many_loans_share_a_transaction_and_fail_alone,
 );
 
 async fn a_new_loan_loads_back_equal_at_version_one(db: Db) {
@@ -650,4 +651,110 @@ async fn a_payment_writes_the_installments_it_changed_however_long_the_loan(db: 
         "late fees wrote {written} installments"
     );
     held.assert_stored().await;
+}
+
+/// Issue 12 item 2: the commits of many loan actors share one transaction;
+/// a stale version fails only its loan inside the group, and a commit the
+/// database refuses (a reused payment id) fails alone while the others land.
+async fn commits_of_many_loans_share_a_transaction_and_fail_alone(db: Db) {
+    const LOANS: usize = 12;
+    let user_id = new_user(&db, "gc").await;
+    let shared = loans::SqlLoanStore::new(db.clone());
+    let mut helds = Vec::new();
+    for _ in 0..LOANS {
+        let mut held = Held::apply_for(
+            &db,
+            user_id,
+            terms("1000", Currency::USD),
+            date(2024, 1, 15),
+        )
+        .await;
+        held.run(approve(date(2024, 1, 15)), date(2024, 1, 15))
+            .await;
+        held.store = shared.clone();
+        helds.push(held);
+    }
+    let mut stale = Held {
+        store: shared.clone(),
+        loan: helds[0].loan.clone(),
+        version: 1,
+    };
+    // Round one: every loan pays at once, and a stale writer of loan 0 too.
+    let day = date(2024, 1, 20);
+    let (paid, conflict) = tokio::join!(
+        futures::future::join_all(
+            helds
+                .iter_mut()
+                .map(|held| held.try_run(pay(usd("10"), day, None), day))
+        ),
+        stale.try_run(pay(usd("99"), day, None), day),
+    );
+    assert!(paid.iter().all(Result::is_ok), "{paid:?}");
+    assert!(
+        matches!(
+            conflict,
+            Err(SeamError::VersionConflict {
+                expected: Some(1),
+                ..
+            })
+        ),
+        "{conflict:?}"
+    );
+    for held in &helds {
+        held.assert_stored().await;
+    }
+    if let Db::Postgres(pool) = &db {
+        let ids: Vec<Uuid> = helds
+            .iter()
+            .map(|held| held.loan.loan_id().as_uuid())
+            .collect();
+        let transactions: i64 =
+            sqlx::query_scalar("select count(distinct xmin::text) from loans where id = any($1)")
+                .bind(&ids)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert!(
+            transactions < LOANS as i64,
+            "{LOANS} concurrent commits took {transactions} transactions"
+        );
+    }
+    // Round two: loan 1 reuses loan 0's payment id; it alone fails.
+    let reused = helds[0].loan.payments()[0].payment_id;
+    let day = date(2024, 1, 21);
+    let outcomes = futures::future::join_all(helds.iter_mut().enumerate().map(|(index, held)| {
+        let command = if index == 1 {
+            LoanCommand::ApplyPayment {
+                payment_id: reused,
+                amount: usd("5"),
+                paid_on: day,
+                reference: None,
+                note: None,
+            }
+        } else {
+            pay(usd("10"), day, None)
+        };
+        held.try_run(command, day)
+    }))
+    .await;
+    for (index, outcome) in outcomes.iter().enumerate() {
+        if index == 1 {
+            assert!(
+                matches!(outcome, Err(SeamError::Duplicate { .. })),
+                "{outcome:?}"
+            );
+        } else {
+            assert!(outcome.is_ok(), "loan {index}: {outcome:?}");
+        }
+    }
+    for (index, held) in helds.iter().enumerate() {
+        held.assert_stored().await;
+        let payments = count(
+            &db,
+            "select count(*) from payments where loan_id = $1",
+            held.loan.loan_id(),
+        )
+        .await;
+        assert_eq!(payments, if index == 1 { 1 } else { 2 }, "loan {index}");
+    }
 }

@@ -2,11 +2,12 @@
 //! seam on either backend, and [`queries`] serves the HTTP edge's reads.
 //!
 //! A loan is three tables (`loans`, `installments`, `payments`, migration
-//! 0003). Only [`LoanStore::commit`] writes them — one transaction per actor
-//! turn, guarded by `loans.version` (a `loan.deleted` commit removes the
+//! 0003). Only [`LoanStore::commit`] writes them — the turns of many actors
+//! share one transaction ([`group`]), each guarded by `loans.version` (a `loan.deleted` commit removes the
 //! rows of a loan that never moved money). A loan is always read in one
 //! database snapshot, so a read racing a commit never sees half of it.
 
+mod group;
 mod queries;
 mod rows;
 mod write;
@@ -22,6 +23,7 @@ use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
+use self::group::GroupCommitter;
 use self::rows::{
     INSTALLMENT_COLUMNS, InstallmentRow, LOAN_COLUMNS, LoanRow, PAYMENT_COLUMNS, PaymentRow,
 };
@@ -31,12 +33,17 @@ use super::{Db, StoreError};
 #[derive(Debug, Clone)]
 pub struct SqlLoanStore {
     db: Db,
+    committer: GroupCommitter,
 }
 
 impl SqlLoanStore {
-    /// A store over `db` (already migrated).
+    /// A store over `db` (already migrated); starts its group committer, so
+    /// it must be called within a tokio runtime.
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            committer: GroupCommitter::start(db.clone()),
+            db,
+        }
     }
 
     /// The database, for the read queries.
@@ -59,7 +66,7 @@ impl LoanStore for SqlLoanStore {
     }
 
     fn commit(&self, commit: LoanCommit) -> BoxFuture<'_, Result<u64, SeamError>> {
-        Box::pin(async move { write::commit(&self.db, &commit).await })
+        Box::pin(self.committer.commit(commit))
     }
 }
 

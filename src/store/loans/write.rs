@@ -1,6 +1,7 @@
-//! `commit`: one actor turn in one transaction — the loan row under its
-//! version check, the installments it changed, the new or changed payments,
-//! one outbox row per event.
+//! `commit_together`: the turns of several loan actors in one transaction —
+//! each loan row under its version check, then for all of them at once the
+//! installments they changed, the new or changed payments and one outbox row
+//! per event, in multi-row statements.
 
 use std::collections::BTreeSet;
 
@@ -8,16 +9,15 @@ use actors::core::{Installment, LoanEvent, LoanSnapshot, PaymentId, PaymentRecor
 use actors::store::{LoanCommit, StoreError as SeamError};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::types::Json;
+use uuid::Uuid;
 
 use super::rows::LineJson;
 use super::seam_error;
 use crate::events::loan::loan_event_outbox;
-use crate::store::{Db, StoreError, Tx, outbox};
+use crate::store::batch::rows_per_statement;
+use crate::store::outbox::{self, OutboxEvent};
+use crate::store::{Db, StoreError, Tx};
 use crate::with_tx;
-
-/// Installment rows per `insert … values` statement: 100 × 12 binds stays far
-/// below both backends' limit on bound parameters.
-const INSTALLMENTS_PER_STATEMENT: usize = 100;
 
 /// The denormalized figures kept on the loan row, derived from the snapshot
 /// with the same rules as the core's `Loan::figures`.
@@ -54,50 +54,54 @@ impl RowFigures {
     }
 }
 
-/// Writes `commit` atomically and returns the new version.
-pub(super) async fn commit(db: &Db, commit: &LoanCommit) -> Result<u64, SeamError> {
-    let loan_id = commit.loan_id;
-    let new_version = commit.new_version();
-    let as_i64 = |version: u64| {
-        i64::try_from(version).map_err(|_| {
-            seam_error(
-                StoreError::Corrupt(format!("version {version} out of range")),
-                loan_id,
-            )
-        })
+/// Writes `commits` (of different loans) in one transaction and returns
+/// each one's new version, or its `VersionConflict` when another writer got
+/// there first — a conflict writes nothing of that loan and fails no other.
+///
+/// Any other error fails the whole group, nothing written; it names the first
+/// loan, so callers retry a larger group one commit at a time to learn whose
+/// it is.
+pub(super) async fn commit_together(
+    db: &Db,
+    commits: &[&LoanCommit],
+) -> Result<Vec<Result<u64, SeamError>>, SeamError> {
+    let Some(first) = commits.first() else {
+        return Ok(Vec::new());
     };
-    let versions = (
-        commit.expected_version.map(as_i64).transpose()?,
-        as_i64(new_version)?,
-    );
-    // The clock is only a fallback for a turn that produced no event.
-    let now = commit
-        .events
-        .last()
-        .map_or_else(Utc::now, |record| record.occurred_at);
-    let mut tx = db
-        .begin()
-        .await
-        .map_err(|error| seam_error(error, loan_id))?;
-    if deletes_the_loan(commit) {
-        delete_loan_row(&mut tx, commit, versions.0).await?;
-    } else {
-        write_loan_row(&mut tx, commit, versions, now).await?;
-        write_installments(&mut tx, commit)
-            .await
-            .map_err(|error| seam_error(error, loan_id))?;
-        write_payments(&mut tx, commit).await?;
+    let fail = |error: StoreError| seam_error(error, first.loan_id);
+    let mut tx = db.begin().await.map_err(fail)?;
+    let mut outcomes = Vec::with_capacity(commits.len());
+    let mut landed = Vec::with_capacity(commits.len());
+    for &commit in commits {
+        if write_loan_row(&mut tx, commit).await? {
+            landed.push(commit);
+            outcomes.push(Ok(commit.new_version()));
+        } else {
+            outcomes.push(Err(SeamError::VersionConflict {
+                loan_id: commit.loan_id,
+                expected: commit.expected_version,
+            }));
+        }
     }
-    for record in &commit.events {
-        let event = loan_event_outbox(&commit.snapshot, record);
-        outbox::insert(&mut tx, &event)
-            .await
-            .map_err(|error| seam_error(error, loan_id))?;
-    }
-    tx.commit()
-        .await
-        .map_err(|error| seam_error(error, loan_id))?;
-    Ok(new_version)
+    let kept: Vec<&LoanCommit> = landed
+        .iter()
+        .copied()
+        .filter(|commit| !deletes_the_loan(commit))
+        .collect();
+    write_installments(&mut tx, &kept).await.map_err(fail)?;
+    write_payments(&mut tx, &kept).await?;
+    let events: Vec<OutboxEvent> = landed
+        .iter()
+        .flat_map(|commit| {
+            commit
+                .events
+                .iter()
+                .map(|record| loan_event_outbox(&commit.snapshot, record))
+        })
+        .collect();
+    outbox::insert_all(&mut tx, &events).await.map_err(fail)?;
+    tx.commit().await.map_err(fail)?;
+    Ok(outcomes)
 }
 
 fn deletes_the_loan(commit: &LoanCommit) -> bool {
@@ -107,81 +111,62 @@ fn deletes_the_loan(commit: &LoanCommit) -> bool {
         .any(|record| matches!(record.event, LoanEvent::Deleted { .. }))
 }
 
-/// Removes the loan row (its installments cascade) under the version check.
-/// The core only deletes loans without payments; the `payments` foreign key
-/// refuses anything else.
-async fn delete_loan_row(
-    tx: &mut Tx,
-    commit: &LoanCommit,
-    expected: Option<i64>,
-) -> Result<(), SeamError> {
-    let conflict = SeamError::VersionConflict {
-        loan_id: commit.loan_id,
-        expected: commit.expected_version,
+/// Writes the loan row under the version check: inserts it (no expected
+/// version), deletes it (a `loan.deleted` commit; installments cascade, and
+/// the `payments` foreign key refuses a loan that moved money — the core
+/// never deletes one), or updates it. False when the row was not as
+/// expected (another writer got there first).
+async fn write_loan_row(tx: &mut Tx, commit: &LoanCommit) -> Result<bool, SeamError> {
+    let loan_id = commit.loan_id;
+    let as_i64 = |version: u64| {
+        i64::try_from(version).map_err(|_| {
+            seam_error(
+                StoreError::Corrupt(format!("version {version} out of range")),
+                loan_id,
+            )
+        })
     };
-    let Some(expected) = expected else {
-        return Err(conflict);
-    };
-    let deleted = with_tx!(tx, |conn| sqlx::query(
-        "delete from loans where id = $1 and version = $2"
-    )
-    .bind(commit.loan_id.as_uuid())
-    .bind(expected)
-    .execute(conn)
-    .await
-    .map(|result| result.rows_affected()))
-    .map_err(|error| seam_error(error.into(), commit.loan_id))?;
-    if deleted != 1 {
-        return Err(conflict);
-    }
-    Ok(())
-}
-
-/// Inserts the loan (no expected version) or updates it under the version check;
-/// both fail with `VersionConflict` when another writer got there first.
-async fn write_loan_row(
-    tx: &mut Tx,
-    commit: &LoanCommit,
-    (expected, new): (Option<i64>, i64),
-    now: DateTime<Utc>,
-) -> Result<(), SeamError> {
-    let conflict = || SeamError::VersionConflict {
-        loan_id: commit.loan_id,
-        expected: commit.expected_version,
-    };
-    let Some(expected) = expected else {
-        return insert_loan_row(tx, &commit.snapshot, new, now)
-            .await
-            .map_err(|error| match error {
-                StoreError::Duplicate { .. } => conflict(),
-                other => seam_error(other, commit.loan_id),
-            });
-    };
-    let updated = update_loan_row(tx, &commit.snapshot, (expected, new), now)
+    let expected = commit.expected_version.map(as_i64).transpose()?;
+    let new = as_i64(commit.new_version())?;
+    // The clock is only a fallback for a turn that produced no event.
+    let now = commit
+        .events
+        .last()
+        .map_or_else(Utc::now, |record| record.occurred_at);
+    let written = match expected {
+        None => insert_loan_row(tx, &commit.snapshot, new, now).await,
+        Some(expected) if deletes_the_loan(commit) => with_tx!(tx, |conn| sqlx::query(
+            "delete from loans where id = $1 and version = $2"
+        )
+        .bind(loan_id.as_uuid())
+        .bind(expected)
+        .execute(conn)
         .await
-        .map_err(|error| seam_error(error, commit.loan_id))?;
-    if updated != 1 {
-        return Err(conflict());
-    }
-    Ok(())
+        .map(|result| result.rows_affected()))
+        .map_err(StoreError::from),
+        Some(expected) => update_loan_row(tx, &commit.snapshot, (expected, new), now).await,
+    };
+    Ok(written.map_err(|error| seam_error(error, loan_id))? == 1)
 }
 
-/// Inserts a new loan row at `version`; an existing id is `Duplicate`.
+/// Inserts a new loan row at `version`; returns the rows inserted (none
+/// when the id exists).
 async fn insert_loan_row(
     tx: &mut Tx,
     snapshot: &LoanSnapshot,
     version: i64,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let figures = RowFigures::of(snapshot);
     let terms = &snapshot.terms;
-    with_tx!(tx, |conn| {
+    let inserted = with_tx!(tx, |conn| {
         sqlx::query(
         "insert into loans (id, user_id, status, currency, principal_minor, annual_interest_rate, \
          term_months, repayment_method, late_fee_rate, grace_days, first_due_date, purpose, applied_on, \
          disbursed_on, rejection_reason, version, total_paid_minor, principal_outstanding_minor, \
          interest_outstanding_minor, fees_outstanding_minor, next_due_date, created_at, updated_at, overdue_after) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22, $23)"
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22, $23) \
+         on conflict (id) do nothing"
     )
     .bind(snapshot.loan_id.as_uuid())
     .bind(snapshot.user_id.as_uuid())
@@ -208,9 +193,9 @@ async fn insert_loan_row(
     .bind(figures.overdue_after)
     .execute(conn)
     .await
-    .map(drop)
+    .map(|result| result.rows_affected())
     })?;
-    Ok(())
+    Ok(inserted)
 }
 
 /// Updates the mutable columns where the version is still `expected`; returns the rows changed.
@@ -246,25 +231,30 @@ async fn update_loan_row(
     Ok(updated)
 }
 
-/// Upserts the installments the commit changed (a new schedule: all of
-/// them, at most 480), a hundred per statement.
-async fn write_installments(tx: &mut Tx, commit: &LoanCommit) -> Result<(), StoreError> {
-    let loan_id = commit.loan_id.as_uuid();
-    let changed: Vec<&Installment> = commit
-        .snapshot
-        .installments
+/// Upserts the installments the commits changed (a new schedule: all of
+/// them, at most 480), as many rows per statement as the bind limit allows.
+async fn write_installments(tx: &mut Tx, commits: &[&LoanCommit]) -> Result<(), StoreError> {
+    const COLUMNS: usize = 12;
+    let changed: Vec<(Uuid, &Installment)> = commits
         .iter()
-        .filter(|installment| commit.installments.includes(installment.seq))
+        .flat_map(|commit| {
+            commit
+                .snapshot
+                .installments
+                .iter()
+                .filter(|installment| commit.installments.includes(installment.seq))
+                .map(|installment| (commit.loan_id.as_uuid(), installment))
+        })
         .collect();
-    for chunk in changed.chunks(INSTALLMENTS_PER_STATEMENT) {
+    for chunk in changed.chunks(rows_per_statement(COLUMNS)) {
         with_tx!(tx, |conn| {
             let mut builder = sqlx::QueryBuilder::new(
                 "insert into installments (loan_id, seq, due_date, principal_minor, interest_minor, \
                  late_fee_minor, late_fee_assessed_on, fee_paid_minor, interest_paid_minor, \
                  principal_paid_minor, interest_waived_minor, unpaid_minor) ",
             );
-            builder.push_values(chunk, |mut row, installment| {
-                row.push_bind(loan_id)
+            builder.push_values(chunk, |mut row, (loan_id, installment)| {
+                row.push_bind(*loan_id)
                     .push_bind(i32::from(installment.seq))
                     .push_bind(installment.due_date)
                     .push_bind(installment.principal.minor())
@@ -283,7 +273,13 @@ async fn write_installments(tx: &mut Tx, commit: &LoanCommit) -> Result<(), Stor
                  interest_paid_minor = excluded.interest_paid_minor, principal_paid_minor = excluded.principal_paid_minor, \
                  interest_waived_minor = excluded.interest_waived_minor, unpaid_minor = excluded.unpaid_minor",
             );
-            builder.build().execute(conn).await.map(drop)
+            // One text per row count: not worth a prepared statement each.
+            builder
+                .build()
+                .persistent(false)
+                .execute(conn)
+                .await
+                .map(drop)
         })?;
     }
     Ok(())
@@ -326,70 +322,99 @@ fn touched_payments<'a>(
     (created, changed)
 }
 
-/// Inserts created payments (a reused id or reference is `Duplicate`) and
-/// rewrites the allocation and reversal of changed ones, from the snapshot.
-async fn write_payments(tx: &mut Tx, commit: &LoanCommit) -> Result<(), SeamError> {
-    let (created, changed) = touched_payments(commit.events.iter().map(|record| &record.event));
-    let loan_id = commit.loan_id;
-    for (index, payment) in commit.snapshot.payments.iter().enumerate() {
-        let arrival_seq = i32::try_from(index + 1).expect("payments per loan are bounded");
-        if created.contains(&payment.payment_id) {
-            let created_at = commit
-                .events
-                .iter()
-                .find(|record| matches!(&record.event, LoanEvent::PaymentApplied { payment: applied, .. } if applied.payment_id == payment.payment_id))
-                .map_or_else(Utc::now, |record| record.occurred_at);
-            insert_payment(tx, commit, payment, arrival_seq, created_at)
-                .await
-                .map_err(|error| match error {
-                    StoreError::Duplicate { constraint } => SeamError::Duplicate {
-                        what: format!("payment id or reference ({constraint})"),
-                    },
-                    other => seam_error(other, loan_id),
-                })?;
-        } else if changed.contains(&payment.payment_id) {
-            update_payment(tx, commit, payment)
-                .await
-                .map_err(|error| seam_error(error, loan_id))?;
-        }
-    }
-    Ok(())
-}
-
-async fn insert_payment(
-    tx: &mut Tx,
-    commit: &LoanCommit,
-    payment: &PaymentRecord,
+/// A payment row to insert.
+struct NewPayment<'a> {
+    loan_id: Uuid,
+    payment: &'a PaymentRecord,
     arrival_seq: i32,
     created_at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let allocation = &payment.allocation;
-    let lines: Vec<LineJson> = allocation.lines.iter().map(LineJson::from).collect();
-    with_tx!(tx, |conn| {
-        sqlx::query(
-        "insert into payments (id, loan_id, arrival_seq, amount_minor, currency, paid_on, reference, \
-         fee_minor, interest_minor, principal_minor, interest_waived_minor, allocation_lines, reversed_on, created_at, note) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-    )
-    .bind(payment.payment_id.as_uuid())
-    .bind(commit.loan_id.as_uuid())
-    .bind(arrival_seq)
-    .bind(payment.amount.minor())
-    .bind(payment.amount.currency().code())
-    .bind(payment.paid_on)
-    .bind(payment.reference.as_deref())
-    .bind(allocation.fee.minor())
-    .bind(allocation.interest.minor())
-    .bind(allocation.principal.minor())
-    .bind(allocation.interest_waived.minor())
-    .bind(Json(&lines))
-    .bind(payment.reversed_on)
-    .bind(created_at)
-    .bind(payment.note.as_deref())
-    .execute(conn)
-    .await
-    .map(drop)
-    })?;
+}
+
+/// Inserts the payments the commits created (a reused id or reference is
+/// `Duplicate`) and rewrites the allocation and reversal of changed ones,
+/// from the snapshots.
+async fn write_payments(tx: &mut Tx, commits: &[&LoanCommit]) -> Result<(), SeamError> {
+    let mut created_rows = Vec::new();
+    for commit in commits {
+        let (created, changed) = touched_payments(commit.events.iter().map(|record| &record.event));
+        for (index, payment) in commit.snapshot.payments.iter().enumerate() {
+            if created.contains(&payment.payment_id) {
+                let created_at = commit
+                    .events
+                    .iter()
+                    .find(|record| matches!(&record.event, LoanEvent::PaymentApplied { payment: applied, .. } if applied.payment_id == payment.payment_id))
+                    .map_or_else(Utc::now, |record| record.occurred_at);
+                created_rows.push(NewPayment {
+                    loan_id: commit.loan_id.as_uuid(),
+                    payment,
+                    arrival_seq: i32::try_from(index + 1).expect("payments per loan are bounded"),
+                    created_at,
+                });
+            } else if changed.contains(&payment.payment_id) {
+                update_payment(tx, commit, payment)
+                    .await
+                    .map_err(|error| seam_error(error, commit.loan_id))?;
+            }
+        }
+    }
+    insert_payments(tx, &created_rows)
+        .await
+        .map_err(|error| match error {
+            StoreError::Duplicate { constraint } => SeamError::Duplicate {
+                what: format!("payment id or reference ({constraint})"),
+            },
+            other => seam_error(other, commits[0].loan_id),
+        })
+}
+
+async fn insert_payments(tx: &mut Tx, rows: &[NewPayment<'_>]) -> Result<(), StoreError> {
+    const COLUMNS: usize = 15;
+    for chunk in rows.chunks(rows_per_statement(COLUMNS)) {
+        let lines: Vec<Vec<LineJson>> = chunk
+            .iter()
+            .map(|row| {
+                row.payment
+                    .allocation
+                    .lines
+                    .iter()
+                    .map(LineJson::from)
+                    .collect()
+            })
+            .collect();
+        with_tx!(tx, |conn| {
+            let mut insert = sqlx::QueryBuilder::new(
+                "insert into payments (id, loan_id, arrival_seq, amount_minor, currency, paid_on, reference, \
+                 fee_minor, interest_minor, principal_minor, interest_waived_minor, allocation_lines, \
+                 reversed_on, created_at, note) ",
+            );
+            insert.push_values(chunk.iter().zip(&lines), |mut values, (row, lines)| {
+                let payment = row.payment;
+                let allocation = &payment.allocation;
+                values
+                    .push_bind(payment.payment_id.as_uuid())
+                    .push_bind(row.loan_id)
+                    .push_bind(row.arrival_seq)
+                    .push_bind(payment.amount.minor())
+                    .push_bind(payment.amount.currency().code())
+                    .push_bind(payment.paid_on)
+                    .push_bind(payment.reference.as_deref())
+                    .push_bind(allocation.fee.minor())
+                    .push_bind(allocation.interest.minor())
+                    .push_bind(allocation.principal.minor())
+                    .push_bind(allocation.interest_waived.minor())
+                    .push_bind(Json(lines))
+                    .push_bind(payment.reversed_on)
+                    .push_bind(row.created_at)
+                    .push_bind(payment.note.as_deref());
+            });
+            insert
+                .build()
+                .persistent(false)
+                .execute(conn)
+                .await
+                .map(drop)
+        })?;
+    }
     Ok(())
 }
 
