@@ -47,6 +47,28 @@ pub struct KeyedRequest<'a> {
     pub body_hash: &'a str,
 }
 
+/// Inserts a fresh claim of `$request` at `$now` through `$executor`,
+/// `$suffix` appended to the statement; evaluates to the rows inserted.
+macro_rules! insert_key {
+    ($executor:expr, $request:expr, $now:expr, $suffix:expr) => {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "insert into idempotency_keys (user_id, idempotency_key, route, body_hash, created_at, \
+             locked_until, expires_at) values ($1, $2, $3, $4, $5, $6, $7){}",
+            $suffix
+        )))
+        .bind($request.user_id)
+        .bind($request.key)
+        .bind($request.route)
+        .bind($request.body_hash)
+        .bind($now)
+        .bind($now + LOCK)
+        .bind($now + RETENTION)
+        .execute($executor)
+        .await
+        .map(|done| done.rows_affected())
+    };
+}
+
 #[derive(FromRow)]
 struct KeyRow {
     route: String,
@@ -59,11 +81,26 @@ struct KeyRow {
 }
 
 /// Claims `request.key` for this request, or says why not.
+///
+/// A key never seen before — the hot path — costs one statement and no
+/// transaction of its own: the insert either takes the key or finds it
+/// taken. Only a key seen before is looked at under a row lock.
 pub async fn claim(
     db: &Db,
     request: KeyedRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<Claim, StoreError> {
+    let taken = with_pool!(db, |pool| insert_key!(
+        pool,
+        request,
+        now,
+        " on conflict (user_id, idempotency_key) do nothing"
+    ))?;
+    if taken == 1 {
+        return Ok(Claim::Fresh {
+            first_claimed_at: now,
+        });
+    }
     // Two first requests racing: the loser's insert violates the primary key;
     // its second look sees the winner's claim.
     match try_claim(db, request, now).await {
@@ -140,22 +177,7 @@ async fn insert(
     request: KeyedRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    with_tx!(tx, |conn| {
-        sqlx::query(
-        "insert into idempotency_keys (user_id, idempotency_key, route, body_hash, created_at, locked_until, expires_at) \
-         values ($1, $2, $3, $4, $5, $6, $7)"
-    )
-    .bind(request.user_id)
-    .bind(request.key)
-    .bind(request.route)
-    .bind(request.body_hash)
-    .bind(now)
-    .bind(now + LOCK)
-    .bind(now + RETENTION)
-    .execute(conn)
-    .await
-    .map(drop)
-    })?;
+    with_tx!(tx, |conn| insert_key!(conn, request, now, ""))?;
     Ok(())
 }
 
