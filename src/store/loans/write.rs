@@ -3,7 +3,7 @@
 //! installments they changed, the new or changed payments and one outbox row
 //! per event, in multi-row statements.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use actors::core::{Installment, LoanEvent, LoanSnapshot, PaymentId, PaymentRecord};
 use actors::store::{LoanCommit, StoreError as SeamError};
@@ -70,10 +70,17 @@ pub(super) async fn commit_together(
     };
     let fail = |error: StoreError| seam_error(error, first.loan_id);
     let mut tx = db.begin().await.map_err(fail)?;
+    let updated = update_loan_rows_together(&mut tx, commits).await?;
     let mut outcomes = Vec::with_capacity(commits.len());
     let mut landed = Vec::with_capacity(commits.len());
     for &commit in commits {
-        if write_loan_row(&mut tx, commit).await? {
+        let written = match &updated {
+            Some(together) if together.batched.contains(&commit.loan_id.as_uuid()) => {
+                together.updated.contains(&commit.loan_id.as_uuid())
+            }
+            _ => write_loan_row(&mut tx, commit).await?,
+        };
+        if written {
             landed.push(commit);
             outcomes.push(Ok(commit.new_version()));
         } else {
@@ -111,6 +118,159 @@ fn deletes_the_loan(commit: &LoanCommit) -> bool {
         .any(|record| matches!(record.event, LoanEvent::Deleted { .. }))
 }
 
+/// True for a commit that updates an existing loan row (not a new loan, not a deletion).
+fn is_plain_update(commit: &LoanCommit) -> bool {
+    commit.expected_version.is_some() && !deletes_the_loan(commit)
+}
+
+/// On PostgreSQL, updates the rows of every plain update in the group with
+/// one statement (`unnest` of one array per column) under each row's
+/// version check; `None` on SQLite, whose statements cost no round trip, so
+/// each row is written alone. A loan with two commits in the group (a stale
+/// writer beside its actor) is left out, for one statement would match its
+/// row once for both: its rows are written one at a time.
+async fn update_loan_rows_together(
+    tx: &mut Tx,
+    commits: &[&LoanCommit],
+) -> Result<Option<UpdatedTogether>, SeamError> {
+    let Tx::Postgres(tx) = tx else {
+        return Ok(None);
+    };
+    let mut seen = HashMap::<Uuid, usize>::new();
+    for commit in commits {
+        *seen.entry(commit.loan_id.as_uuid()).or_default() += 1;
+    }
+    let plain: Vec<&LoanCommit> = commits
+        .iter()
+        .copied()
+        .filter(|commit| is_plain_update(commit) && seen[&commit.loan_id.as_uuid()] == 1)
+        .collect();
+    let batched: HashSet<Uuid> = plain
+        .iter()
+        .map(|commit| commit.loan_id.as_uuid())
+        .collect();
+    let Some(first) = plain.first() else {
+        return Ok(Some(UpdatedTogether {
+            batched,
+            updated: HashSet::new(),
+        }));
+    };
+    let mut columns = UpdateColumns::default();
+    for commit in &plain {
+        columns.push(commit)?;
+    }
+    let updated: Vec<Uuid> = sqlx::query_scalar(
+        "update loans as l set status = u.status, disbursed_on = u.disbursed_on, \
+         rejection_reason = u.rejection_reason, version = u.new_version, \
+         total_paid_minor = u.total_paid, principal_outstanding_minor = u.principal, \
+         interest_outstanding_minor = u.interest, fees_outstanding_minor = u.fees, \
+         next_due_date = u.next_due, updated_at = u.updated_at, overdue_after = u.overdue_after \
+         from unnest($1::uuid[], $2::bigint[], $3::text[], $4::date[], $5::text[], $6::bigint[], \
+         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::date[], $12::timestamptz[], \
+         $13::date[]) as u(id, expected, status, disbursed_on, rejection_reason, new_version, \
+         total_paid, principal, interest, fees, next_due, updated_at, overdue_after) \
+         where l.id = u.id and l.version = u.expected returning l.id",
+    )
+    .bind(&columns.id)
+    .bind(&columns.expected)
+    .bind(&columns.status)
+    .bind(&columns.disbursed_on)
+    .bind(&columns.rejection_reason)
+    .bind(&columns.new_version)
+    .bind(&columns.total_paid)
+    .bind(&columns.principal)
+    .bind(&columns.interest)
+    .bind(&columns.fees)
+    .bind(&columns.next_due)
+    .bind(&columns.updated_at)
+    .bind(&columns.overdue_after)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(|error| seam_error(error.into(), first.loan_id))?;
+    Ok(Some(UpdatedTogether {
+        batched,
+        updated: updated.into_iter().collect(),
+    }))
+}
+
+/// What [`update_loan_rows_together`] did.
+struct UpdatedTogether {
+    /// The loans it tried.
+    batched: HashSet<Uuid>,
+    /// Those whose version was as expected.
+    updated: HashSet<Uuid>,
+}
+
+/// The columns of [`update_loan_rows_together`], one array each.
+#[derive(Default)]
+struct UpdateColumns {
+    id: Vec<Uuid>,
+    expected: Vec<i64>,
+    status: Vec<&'static str>,
+    disbursed_on: Vec<Option<NaiveDate>>,
+    rejection_reason: Vec<Option<String>>,
+    new_version: Vec<i64>,
+    total_paid: Vec<i64>,
+    principal: Vec<i64>,
+    interest: Vec<i64>,
+    fees: Vec<i64>,
+    next_due: Vec<Option<NaiveDate>>,
+    updated_at: Vec<DateTime<Utc>>,
+    overdue_after: Vec<Option<NaiveDate>>,
+}
+
+impl UpdateColumns {
+    fn push(&mut self, commit: &LoanCommit) -> Result<(), SeamError> {
+        let versions = RowVersions::of(commit)?;
+        let snapshot = &commit.snapshot;
+        let figures = RowFigures::of(snapshot);
+        self.id.push(commit.loan_id.as_uuid());
+        self.expected.push(versions.expected.unwrap_or_default());
+        self.status.push(snapshot.status.as_str());
+        self.disbursed_on.push(snapshot.disbursed_on);
+        self.rejection_reason
+            .push(snapshot.rejection_reason.clone());
+        self.new_version.push(versions.new);
+        self.total_paid.push(figures.total_paid_minor);
+        self.principal.push(figures.principal_outstanding_minor);
+        self.interest.push(figures.interest_outstanding_minor);
+        self.fees.push(figures.fees_outstanding_minor);
+        self.next_due.push(figures.next_due_date);
+        self.updated_at.push(versions.now);
+        self.overdue_after.push(figures.overdue_after);
+        Ok(())
+    }
+}
+
+/// A commit's versions as stored (`i64`) and the time its row is stamped with.
+struct RowVersions {
+    expected: Option<i64>,
+    new: i64,
+    now: DateTime<Utc>,
+}
+
+impl RowVersions {
+    fn of(commit: &LoanCommit) -> Result<RowVersions, SeamError> {
+        let as_i64 = |version: u64| {
+            i64::try_from(version).map_err(|_| {
+                seam_error(
+                    StoreError::Corrupt(format!("version {version} out of range")),
+                    commit.loan_id,
+                )
+            })
+        };
+        Ok(RowVersions {
+            expected: commit.expected_version.map(as_i64).transpose()?,
+            new: as_i64(commit.new_version())?,
+            // The clock is only a fallback for a turn that produced no event.
+            now: commit
+                .events
+                .last()
+                .map_or_else(Utc::now, |record| record.occurred_at),
+        })
+    }
+}
+
 /// Writes the loan row under the version check: inserts it (no expected
 /// version), deletes it (a `loan.deleted` commit; installments cascade, and
 /// the `payments` foreign key refuses a loan that moved money — the core
@@ -118,21 +278,7 @@ fn deletes_the_loan(commit: &LoanCommit) -> bool {
 /// expected (another writer got there first).
 async fn write_loan_row(tx: &mut Tx, commit: &LoanCommit) -> Result<bool, SeamError> {
     let loan_id = commit.loan_id;
-    let as_i64 = |version: u64| {
-        i64::try_from(version).map_err(|_| {
-            seam_error(
-                StoreError::Corrupt(format!("version {version} out of range")),
-                loan_id,
-            )
-        })
-    };
-    let expected = commit.expected_version.map(as_i64).transpose()?;
-    let new = as_i64(commit.new_version())?;
-    // The clock is only a fallback for a turn that produced no event.
-    let now = commit
-        .events
-        .last()
-        .map_or_else(Utc::now, |record| record.occurred_at);
+    let RowVersions { expected, new, now } = RowVersions::of(commit)?;
     let written = match expected {
         None => insert_loan_row(tx, &commit.snapshot, new, now).await,
         Some(expected) if deletes_the_loan(commit) => with_tx!(tx, |conn| sqlx::query(
