@@ -197,3 +197,62 @@ async fn a_loan_row_is_shown_to_its_owner_and_staff_only() {
         404
     );
 }
+
+/// The schedule, the payoff quote and a command's access check of a live
+/// loan are answered by its actor from memory: rows changed behind the
+/// actor's back in the database are not read (issue 12 item 6), while
+/// another borrower still gets 404 from the same check.
+#[tokio::test]
+async fn a_live_loans_schedule_payoff_and_access_come_from_its_actor() {
+    let app = spawn_app_at(at("2024-01-15"), &[]).await;
+    let owner = app.register("live").await;
+    let stranger = app.register("stranger").await;
+    let loan = approved_loans(&app, &owner, 1, "1200.00").await[0];
+    let schedule_path = format!("/api/v1/loans/{loan}/schedule");
+    let payoff_path = format!("/api/v1/loans/{loan}/payoff");
+    let read = |path: String, who: Session| {
+        let app = &app;
+        async move {
+            let response = app.get(&path, Some(&who.access_token)).await;
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(status, 200, "{path}: {body}");
+            body
+        }
+    };
+    // Behind the actor's back: the row's owner becomes the stranger.
+    read(schedule_path.clone(), owner.clone()).await;
+    crate::helpers::execute(
+        &app.db,
+        &format!(
+            "update loans set user_id = (select id from users where email = '{}')",
+            stranger.email
+        ),
+    )
+    .await;
+    // The command's access check is the actor's: the owner may pay, the
+    // stranger may not, nor see the schedule.
+    let pay = json!({"amount": "1.00"});
+    let payments = format!("/api/v1/loans/{loan}/payments");
+    let paid = app
+        .post_json(&payments, Some(&owner.access_token), &pay)
+        .await;
+    assert_eq!(paid.status(), 201);
+    let refused = app
+        .post_json(&payments, Some(&stranger.access_token), &pay)
+        .await;
+    assert_eq!(refused.status(), 404);
+    let hidden = app.get(&schedule_path, Some(&stranger.access_token)).await;
+    assert_eq!(hidden.status(), 404);
+    // Behind its back again: every installment's principal grows by a cent.
+    let schedule = read(schedule_path.clone(), owner.clone()).await;
+    let payoff = read(payoff_path.clone(), owner.clone()).await;
+    crate::helpers::execute(
+        &app.db,
+        "update installments set principal_minor = principal_minor + 1, \
+         unpaid_minor = unpaid_minor + 1",
+    )
+    .await;
+    assert_eq!(read(schedule_path.clone(), owner.clone()).await, schedule);
+    assert_eq!(read(payoff_path, owner).await, payoff);
+}

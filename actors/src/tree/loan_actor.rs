@@ -8,6 +8,7 @@
 //! (up to [`MAX_BATCH_COMMANDS`]; the rest get another `Flush`). Under no load a
 //! batch is one command and costs one extra message.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,6 +74,29 @@ pub(crate) struct NewLoan {
     pub(crate) _depth: DepthGuard,
 }
 
+/// An inspection's answer, type-erased for the mailbox.
+pub(crate) type Seen = Box<dyn Any + Send>;
+
+/// What an inspection computes from the loan.
+pub(crate) struct Look(pub(crate) Box<dyn FnOnce(&Loan) -> Seen + Send>);
+
+impl std::fmt::Debug for Look {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Look")
+    }
+}
+
+/// A read of the loan as the actor holds it.
+#[derive(Debug)]
+pub(crate) struct Inspect {
+    /// What to compute from the loan.
+    pub(crate) look: Look,
+    /// The caller.
+    pub(crate) reply: Reply<Seen>,
+    /// Keeps the loan's queue depth counted until this is answered.
+    pub(crate) _depth: DepthGuard,
+}
+
 /// Messages of a loan actor.
 #[derive(Debug)]
 pub(crate) enum LoanMsg {
@@ -82,6 +106,8 @@ pub(crate) enum LoanMsg {
     Flush,
     /// Store a new loan (after finishing what is queued).
     Create(NewLoan),
+    /// Compute something from the loan as last committed (loaded if needed).
+    Inspect(Inspect),
     /// Finish what is queued, then stop (idle or shutting down).
     Passivate,
     /// Test hook: panic inside the handler; the reply is dropped by the panic.
@@ -179,6 +205,7 @@ impl Actor for LoanActor {
                 flush_all(state).await;
                 turn::create(state, new_loan).await;
             }
+            LoanMsg::Inspect(inspect) => turn::inspect(state, inspect).await,
             LoanMsg::Passivate => {
                 flush_all(state).await;
                 myself.stop(Some("passivated".to_owned()));

@@ -40,6 +40,7 @@ pub use types::{
     Applied, BlockedLoan, CommandOutcome, LiveActor, LoanRequest, TreeCounts, TreeSnapshot,
 };
 
+use loan_actor::Look;
 use root::{RootArgs, RootMsg, RootSupervisor, SupervisorSlot};
 use supervisor::SupervisorMsg;
 use types::{Counters, bump};
@@ -105,6 +106,29 @@ impl LoanTree {
             reply,
         })
         .await
+    }
+
+    /// Computes `look` from the loan as its actor holds it — loaded once, then
+    /// read from memory, in order with the loan's writes (every command
+    /// acknowledged before is seen). `Err(TreeError::NotFound)` if there is no
+    /// such loan; the other errors are those of [`LoanTree::execute`], with
+    /// nothing written.
+    pub async fn inspect<R: Send + 'static>(
+        &self,
+        loan_id: LoanId,
+        look: impl FnOnce(&Loan) -> R + Send + 'static,
+    ) -> Result<R, TreeError> {
+        let look = Look(Box::new(move |loan| Box::new(look(loan))));
+        let answer = self
+            .ask(loan_id, |reply| SupervisorMsg::Inspect {
+                loan_id,
+                look,
+                reply,
+            })
+            .await?;
+        Ok(*answer
+            .downcast::<R>()
+            .expect("an inspection answers the type its look returns"))
     }
 
     /// Stores a new loan (fresh from [`Loan::apply_for`], version 1) and starts its

@@ -21,7 +21,7 @@ use crate::store::LoanStore;
 
 use super::budget::RestartHistory;
 use super::config::TreeConfig;
-use super::loan_actor::{LoanMsg, NewLoan, Queued, Reply};
+use super::loan_actor::{Inspect, LoanMsg, Look, NewLoan, Queued, Reply, Seen};
 use super::snapshot::snapshot_of;
 use super::types::{CommandOutcome, Counters, LoanRequest, TreeSnapshot, bump};
 
@@ -47,6 +47,15 @@ pub(crate) enum SupervisorMsg {
         actor_id: Option<UserId>,
         /// The caller.
         reply: Reply<CommandOutcome>,
+    },
+    /// Route a read to its loan's actor.
+    Inspect {
+        /// The loan.
+        loan_id: LoanId,
+        /// What to compute from it.
+        look: Look,
+        /// The caller.
+        reply: Reply<Seen>,
     },
     /// A loan actor's loan is gone (deleted): unlist that actor and passivate it.
     Gone {
@@ -190,6 +199,20 @@ impl Actor for LoanSupervisor {
                         loan,
                         now,
                         actor_id,
+                        reply,
+                        _depth: depth,
+                    })
+                };
+                state.deliver(&myself, loan_id, reply, to_actor).await;
+            }
+            SupervisorMsg::Inspect {
+                loan_id,
+                look,
+                reply,
+            } => {
+                let to_actor = |reply, depth| {
+                    LoanMsg::Inspect(Inspect {
+                        look,
                         reply,
                         _depth: depth,
                     })

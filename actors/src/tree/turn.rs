@@ -13,7 +13,7 @@ use crate::store::{EventRecord, InstallmentWrites, LoanCommit, StoreError, Store
 
 use super::config::{CONFLICT_BACKOFF, MAX_CONFLICT_RETRIES};
 use super::error::TreeError;
-use super::loan_actor::{LoanActorState, NewLoan, Queued};
+use super::loan_actor::{Inspect, LoanActorState, NewLoan, Queued};
 use super::plan::{commit_for, event_id, plan_batch};
 use super::supervisor::SupervisorMsg;
 use super::types::{Applied, bump};
@@ -169,6 +169,19 @@ pub(crate) async fn create(state: &mut LoanActorState, new_loan: NewLoan) {
         Err(error) => Err(TreeError::from_store(state.loan_id, &error)),
     };
     let _ = reply.send(answer);
+}
+
+/// Answers an inspection from the loan in memory (loading it first if needed):
+/// a read that costs no query once the actor is live.
+pub(crate) async fn inspect(state: &mut LoanActorState, inspect: Inspect) {
+    let answer = match ensure_loaded(state).await {
+        Ok(()) => {
+            let stored = state.loaded.as_ref().expect("loaded just above");
+            Ok((inspect.look.0)(&stored.loan))
+        }
+        Err(error) => Err(error),
+    };
+    let _ = inspect.reply.send(answer);
 }
 
 /// Loads the loan unless it is in memory. Absence is not cached: another instance

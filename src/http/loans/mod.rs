@@ -1,5 +1,6 @@
 //! Loans and payments: applications, decisions, repayments, reversals.
-//! Every write goes through the loan's actor; reads go to the store.
+//! Every write goes through the loan's actor, and so do the reads of one
+//! loan's schedule and payoff (from memory); the other reads go to the store.
 
 mod commands;
 mod errors;
@@ -9,13 +10,13 @@ pub mod wire;
 
 pub use reads::list_for;
 
-use actors::core::{Currency, LoanId, UserId};
+use actors::core::{Currency, Loan, LoanId, UserId};
 use salvo::prelude::*;
 
 use crate::auth::access::{Principal, require_admin, require_staff, require_user};
 use crate::http::problem::ApiError;
 use crate::http::state::AppState;
-use crate::store::loans::{LoanView, get_loan, loan_access};
+use crate::store::loans::loan_access;
 
 /// The `/loans` and `/payments` routes.
 pub fn routers() -> Vec<Router> {
@@ -65,38 +66,52 @@ pub fn routers() -> Vec<Router> {
     vec![loans, payments]
 }
 
-/// Owner and currency of `loan_id` if the caller may see it; 404 otherwise.
-/// The cheap check in front of every command (the actor has the loan itself).
+/// Owner and currency of `loan_id` if the caller may see it; 404 otherwise
+/// (as if it did not exist). Asked of the loan's actor, which the command
+/// goes to next: no query once the loan is live.
 async fn accessible_loan(
     state: &AppState,
     principal: Principal,
     loan_id: LoanId,
 ) -> Result<(UserId, Currency), ApiError> {
+    visible(state, principal, loan_id, |loan| {
+        (loan.user_id(), loan.terms().currency())
+    })
+    .await
+}
+
+/// `look` of the loan `loan_id`, computed in its actor from memory, if the
+/// caller may see the loan; 404 otherwise (as if it did not exist).
+async fn visible<R: Send + 'static>(
+    state: &AppState,
+    principal: Principal,
+    loan_id: LoanId,
+    look: impl FnOnce(&Loan) -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    let (staff, caller) = (principal.is_staff(), UserId::new(principal.user_id));
+    state
+        .tree
+        .inspect(loan_id, move |loan| {
+            (staff || loan.user_id() == caller).then(|| look(loan))
+        })
+        .await
+        .map_err(errors::tree_failure)?
+        .ok_or_else(|| ApiError::NotFound("loan not found".into()))
+}
+
+/// Whether the caller may see `loan_id`, from the loan row (for reads that
+/// do not go to the actor); 404 otherwise.
+async fn listed_loan(
+    state: &AppState,
+    principal: Principal,
+    loan_id: LoanId,
+) -> Result<(), ApiError> {
     match loan_access(&state.db, loan_id)
         .await
         .map_err(ApiError::internal)?
     {
-        Some((owner, currency))
-            if principal.is_staff() || owner == UserId::new(principal.user_id) =>
-        {
-            Ok((owner, currency))
-        }
-        _ => Err(ApiError::NotFound("loan not found".into())),
-    }
-}
-
-/// The loan `loan_id` if the caller may see it; 404 otherwise (as if it did not exist).
-async fn visible_loan(
-    state: &AppState,
-    principal: Principal,
-    loan_id: LoanId,
-) -> Result<LoanView, ApiError> {
-    let view = get_loan(&state.db, loan_id)
-        .await
-        .map_err(ApiError::internal)?;
-    match view {
-        Some(view) if principal.is_staff() || view.owner() == UserId::new(principal.user_id) => {
-            Ok(view)
+        Some((owner, _)) if principal.is_staff() || owner == UserId::new(principal.user_id) => {
+            Ok(())
         }
         _ => Err(ApiError::NotFound("loan not found".into())),
     }

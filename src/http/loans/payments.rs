@@ -6,9 +6,9 @@ use chrono::NaiveDate;
 use salvo::prelude::*;
 use uuid::Uuid;
 
-use super::accessible_loan;
 use super::commands::{execute, new_id, refuse_own_loan};
 use super::wire::{LoanBody, LoanPaymentRequest, Now, PaymentBody, PaymentRequest, PaymentResult};
+use super::{accessible_loan, listed_loan};
 use crate::auth::access::Principal;
 use crate::date::WireDate;
 use crate::http::body;
@@ -185,7 +185,7 @@ pub async fn list_for_loan(
 ) -> Result<Json<Page<PaymentBody>>, ApiError> {
     let state = app_state(depot)?;
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
-    accessible_loan(&state, Principal::of(depot)?, loan_id).await?;
+    listed_loan(&state, Principal::of(depot)?, loan_id).await?;
     list_with(
         req,
         depot,

@@ -7,7 +7,7 @@ use salvo::prelude::*;
 use uuid::Uuid;
 
 use super::errors::rejection;
-use super::visible_loan;
+use super::visible;
 use super::wire::{InstallmentBody, LoanBody, LoanListBody, Now, PayoffBody, ScheduleBody};
 use crate::auth::access::Principal;
 use crate::date::WireDate;
@@ -86,7 +86,7 @@ pub async fn list_for(
 }
 
 /// One loan with its figures as of today.
-#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), status_codes(200, 401, 404), security(("bearer" = [])))]
+#[endpoint(tags("loans"), parameters(("id" = Uuid, Path, description = "Loan id")), status_codes(200, 401, 404, 503), security(("bearer" = [])))]
 pub async fn get_loan(req: &mut Request, depot: &mut Depot) -> Result<Json<LoanBody>, ApiError> {
     let state = app_state(depot)?;
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
@@ -110,13 +110,14 @@ pub async fn schedule(
 ) -> Result<Json<ScheduleBody>, ApiError> {
     let state = app_state(depot)?;
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
-    let view = visible_loan(&state, Principal::of(depot)?, loan_id).await?;
-    let installments = view
-        .loan
-        .installment_views(Now::read(&state.clock).today)
-        .into_iter()
-        .map(InstallmentBody::from)
-        .collect();
+    let today = Now::read(&state.clock).today;
+    let installments = visible(&state, Principal::of(depot)?, loan_id, move |loan| {
+        loan.installment_views(today)
+            .into_iter()
+            .map(InstallmentBody::from)
+            .collect()
+    })
+    .await?;
     Ok(Json(ScheduleBody { installments }))
 }
 
@@ -124,7 +125,7 @@ pub async fn schedule(
 #[endpoint(
     tags("loans"),
     parameters(("id" = Uuid, Path, description = "Loan id"), ("as_of" = Option<WireDate>, Query, description = "Date to quote for (YYYY-MM-DD); today when omitted")),
-    status_codes(200, 401, 404, 409, 422),
+    status_codes(200, 401, 404, 409, 422, 503),
     security(("bearer" = []))
 )]
 pub async fn payoff(req: &mut Request, depot: &mut Depot) -> Result<Json<PayoffBody>, ApiError> {
@@ -136,7 +137,10 @@ pub async fn payoff(req: &mut Request, depot: &mut Depot) -> Result<Json<PayoffB
             .map_err(ApiError::Unprocessable)?
             .get(),
     };
-    let view = visible_loan(&state, Principal::of(depot)?, loan_id).await?;
-    let quote = view.loan.payoff_quote(as_of).map_err(rejection)?;
+    let quote = visible(&state, Principal::of(depot)?, loan_id, move |loan| {
+        loan.payoff_quote(as_of)
+    })
+    .await?
+    .map_err(rejection)?;
     Ok(Json(quote.into()))
 }
