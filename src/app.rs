@@ -256,7 +256,11 @@ impl EventFlow {
                 .await,
             );
         }
-        let relay = Relay::start(state.db.clone(), bus);
+        let relay = Relay::start(
+            state.db.clone(),
+            bus,
+            state.settings.events.outbox_poll_interval,
+        );
         Self {
             relay,
             consumers,

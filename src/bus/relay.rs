@@ -9,6 +9,13 @@
 //! the repeat by its `Nats-Msg-Id` (the event id). While the bus is away,
 //! rows wait and the relay retries with backoff.
 //!
+//! It does not poll for its own instance's rows: every commit that wrote
+//! outbox rows raises the database's [`CommitSignal`], armed before each
+//! read, so a row committed while a round runs starts the next one at once.
+//! A slow poll (`OUTBOX_POLL_MS`) remains for rows the signal cannot
+//! announce: those other instances (or an `admin` command) wrote, or a
+//! crashed relay left behind.
+//!
 //! PostgreSQL: several relays (one per instance) claim disjoint rows with
 //! `for update skip locked` (see [`outbox::claim`]). SQLite: one process,
 //! one relay.
@@ -22,13 +29,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::backoff::Backoff;
-use crate::store::outbox::{self, PendingEvent};
-use crate::store::{Db, Tx};
+use crate::store::outbox::{self, CommitSignal, PendingEvent};
+use crate::store::{Db, begin_postgres};
 
 /// Rows published per round (and per claiming transaction).
 const BATCH_SIZE: u32 = 100;
-/// Pause between rounds that found less than a full batch.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// First pause after a failed round; doubled up to [`MAX_RETRY_PAUSE`].
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// Longest pause between failed rounds.
@@ -55,14 +60,16 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts relaying from `db` to `bus`.
-    pub fn start(db: Db, bus: Arc<dyn Bus>) -> Self {
+    /// Starts relaying from `db` to `bus`: at once after each commit that
+    /// wrote outbox rows through `db`, and at the latest `poll_interval`
+    /// after the last round that found less than a full batch.
+    pub fn start(db: Db, bus: Arc<dyn Bus>, poll_interval: Duration) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(db, bus, stopped));
+        let task = tokio::spawn(run(db, bus, poll_interval, stopped));
         Self { stop, task }
     }
 
-    /// Stops polling, publishes what is still in the outbox (bounded by
+    /// Stops waiting, publishes what is still in the outbox (bounded by
     /// [`FLUSH_TIMEOUT`]), and ends.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -72,30 +79,63 @@ impl Relay {
     }
 }
 
-async fn run(db: Db, bus: Arc<dyn Bus>, mut stopped: watch::Receiver<bool>) {
+/// What the relay waits for before its next round.
+enum NextRound {
+    /// Nothing: the last round was full, more rows are waiting.
+    Now,
+    /// A commit that wrote outbox rows, or the poll interval.
+    OnCommit,
+    /// The backoff pause after a failed round (commits do not cut it short:
+    /// while the bus is away every commit would retry at once).
+    After(Duration),
+}
+
+async fn run(
+    db: Db,
+    bus: Arc<dyn Bus>,
+    poll_interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let signal: CommitSignal = db.outbox_commits().clone();
     let mut backoff = Backoff::new(FIRST_RETRY_PAUSE, MAX_RETRY_PAUSE);
-    let mut pause = Duration::ZERO;
     loop {
-        tokio::select! {
-            biased;
-            _ = stopped.changed() => break,
-            () = tokio::time::sleep(pause) => {}
-        }
-        pause = match relay_batch(&db, bus.as_ref()).await {
+        // Armed before the round reads the outbox, so a commit after that
+        // read (and before the wait) still wakes the wait below.
+        let committed = signal.raised();
+        tokio::pin!(committed);
+        committed.as_mut().enable();
+        let next = match relay_batch(&db, bus.as_ref()).await {
             Ok(published) => {
                 backoff.reset();
                 if published == BATCH_SIZE as usize {
-                    Duration::ZERO
+                    NextRound::Now
                 } else {
-                    POLL_INTERVAL
+                    NextRound::OnCommit
                 }
             }
             Err(error) => {
                 let pause = backoff.next_pause();
                 tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "outbox relay round failed; rows wait");
-                pause
+                NextRound::After(pause)
             }
         };
+        let wait = async {
+            match next {
+                NextRound::Now => {}
+                NextRound::OnCommit => {
+                    tokio::select! {
+                        () = committed => {}
+                        () = tokio::time::sleep(poll_interval) => {}
+                    }
+                }
+                NextRound::After(pause) => tokio::time::sleep(pause).await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = stopped.changed() => break,
+            () = wait => {}
+        }
     }
     flush(&db, bus.as_ref()).await;
 }
@@ -136,10 +176,8 @@ pub async fn relay_batch(db: &Db, bus: &dyn Bus) -> Result<usize, RelayError> {
             outbox::mark_published(db, &seqs(&rows[..stored]), Utc::now()).await?;
             finish(rows.len(), failure)
         }
-        Db::Postgres(_) => {
-            let Tx::Postgres(mut tx) = db.begin().await? else {
-                unreachable!("a PostgreSQL database begins PostgreSQL transactions");
-            };
+        Db::Postgres(postgres) => {
+            let mut tx = begin_postgres(postgres, None).await?;
             let rows = outbox::claim(&mut tx, BATCH_SIZE).await?;
             let (stored, failure) = bus.publish_all(rows.iter().map(message).collect()).await;
             // Commit what was acknowledged even when a later row failed.

@@ -1,11 +1,18 @@
-//! Settings of the event flow: how long published outbox rows are kept, and
-//! how an inbound payment for a loan that is not repaying yet is retried.
+//! Settings of the event flow: how often the relay looks at the outbox
+//! unprompted, how long published outbox rows are kept, and how an inbound
+//! payment for a loan that is not repaying yet is retried.
 
 use std::time::Duration;
 
 use super::SettingsError;
 use super::parse::{Vars, invalid};
 
+/// Default `OUTBOX_POLL_MS`: the relay's safety net (its own instance's
+/// commits wake it at once).
+pub const DEFAULT_OUTBOX_POLL_MS: u32 = 1_000;
+/// Longest accepted `OUTBOX_POLL_MS` (10 minutes): rows another instance
+/// left behind wait at most this long.
+const MAX_OUTBOX_POLL_MS: u32 = 600_000;
 /// Default `OUTBOX_RETENTION_DAYS`.
 pub const DEFAULT_OUTBOX_RETENTION_DAYS: u32 = 7;
 /// Longest accepted `OUTBOX_RETENTION_DAYS` (about ten years).
@@ -37,6 +44,10 @@ pub struct PendingRetry {
 /// The event flow's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSettings {
+    /// Longest pause between relay rounds when no commit of this instance
+    /// wakes it (`OUTBOX_POLL_MS`): how soon rows written elsewhere (another
+    /// instance, the `admin` command) or left by a crash are published.
+    pub outbox_poll_interval: Duration,
     /// Published outbox rows older than this are deleted (`OUTBOX_RETENTION_DAYS`).
     pub outbox_retention: Duration,
     /// How often the purge runs (`OUTBOX_PURGE_INTERVAL_SECS`).
@@ -47,6 +58,13 @@ pub struct EventSettings {
 
 impl EventSettings {
     pub(super) fn from_vars(vars: &Vars<'_>) -> Result<Self, SettingsError> {
+        let outbox_poll_interval = vars.millis("OUTBOX_POLL_MS", DEFAULT_OUTBOX_POLL_MS)?;
+        if outbox_poll_interval > Duration::from_millis(u64::from(MAX_OUTBOX_POLL_MS)) {
+            return Err(invalid(
+                "OUTBOX_POLL_MS",
+                format!("at most {MAX_OUTBOX_POLL_MS} (ms)"),
+            ));
+        }
         let retention_days =
             vars.positive("OUTBOX_RETENTION_DAYS", DEFAULT_OUTBOX_RETENTION_DAYS)?;
         if retention_days > MAX_OUTBOX_RETENTION_DAYS {
@@ -78,6 +96,7 @@ impl EventSettings {
             ));
         }
         Ok(Self {
+            outbox_poll_interval,
             outbox_retention: Duration::from_secs(u64::from(retention_days) * 24 * 3600),
             outbox_purge_interval: vars.seconds(
                 "OUTBOX_PURGE_INTERVAL_SECS",
@@ -107,8 +126,9 @@ mod tests {
     }
 
     #[test]
-    fn defaults_keep_a_week_and_retry_pending_loans_for_about_an_hour() {
+    fn defaults_poll_each_second_keep_a_week_and_retry_pending_loans_for_about_an_hour() {
         let settings = events(&[]).unwrap();
+        assert_eq!(settings.outbox_poll_interval, Duration::from_secs(1));
         assert_eq!(
             settings.outbox_retention,
             Duration::from_secs(7 * 24 * 3600)
@@ -132,6 +152,8 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable() {
         for (name, value) in [
+            ("OUTBOX_POLL_MS", "0"),
+            ("OUTBOX_POLL_MS", "600001"),
             ("OUTBOX_RETENTION_DAYS", "0"),
             ("OUTBOX_RETENTION_DAYS", "99999"),
             ("OUTBOX_PURGE_INTERVAL_SECS", "soon"),

@@ -6,7 +6,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
 
-use super::{Db, SqliteDb, StoreError};
+use super::{Db, PostgresDb, SqliteDb, StoreError};
 use crate::settings::{DatabaseSettings, Settings};
 
 /// How long a SQLite connection waits for the file lock before giving up.
@@ -25,7 +25,9 @@ pub async fn connect(settings: &Settings) -> Result<Db, StoreError> {
         DatabaseSettings::Sqlite { path } => {
             Db::Sqlite(open_sqlite(path, settings.db_max_connections).await?)
         }
-        DatabaseSettings::Postgres { url } => Db::Postgres(open_postgres(url, settings).await?),
+        DatabaseSettings::Postgres { url } => {
+            Db::Postgres(PostgresDb::new(open_postgres(url, settings).await?))
+        }
     };
     migrate(&db).await?;
     Ok(db)
@@ -39,7 +41,11 @@ pub async fn migrate(db: &Db) -> Result<(), StoreError> {
                 .run(&sqlite.writer)
                 .await?
         }
-        Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        Db::Postgres(postgres) => {
+            sqlx::migrate!("migrations/postgres")
+                .run(postgres.pool())
+                .await?
+        }
     }
     Ok(())
 }
@@ -75,7 +81,7 @@ async fn open_sqlite(path: &std::path::Path, max_connections: u32) -> Result<Sql
         .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
         .connect_with(options.read_only(true))
         .await?;
-    Ok(SqliteDb { writer, reader })
+    Ok(SqliteDb::new(writer, reader))
 }
 
 async fn open_postgres(url: &str, settings: &Settings) -> Result<sqlx::PgPool, StoreError> {

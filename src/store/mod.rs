@@ -13,7 +13,8 @@ pub mod page;
 mod tx;
 
 pub use connect::{connect, migrate};
-pub use tx::Tx;
+pub(crate) use tx::begin_postgres;
+pub use tx::{OpenTx, Tx};
 
 use sqlx::{PgPool, SqlitePool};
 use thiserror::Error;
@@ -97,6 +98,52 @@ pub struct SqliteDb {
     pub writer: SqlitePool,
     /// Read-only connections (WAL lets them read while the writer writes).
     pub reader: SqlitePool,
+    /// Raised by commits that wrote outbox rows (wakes the relay).
+    outbox_commits: outbox::CommitSignal,
+}
+
+impl SqliteDb {
+    /// The two pools of one database file.
+    pub fn new(writer: SqlitePool, reader: SqlitePool) -> Self {
+        Self {
+            writer,
+            reader,
+            outbox_commits: outbox::CommitSignal::default(),
+        }
+    }
+}
+
+/// The PostgreSQL pool. It dereferences to the [`PgPool`], so code written
+/// for the pool (`Db::Postgres(pool)`) reads as before; the signal rides
+/// along because it must be shared by every clone of the [`Db`].
+#[derive(Debug, Clone)]
+pub struct PostgresDb {
+    pool: PgPool,
+    /// Raised by commits that wrote outbox rows (wakes the relay).
+    outbox_commits: outbox::CommitSignal,
+}
+
+impl PostgresDb {
+    /// Wraps a connected pool.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            outbox_commits: outbox::CommitSignal::default(),
+        }
+    }
+
+    /// The pool itself (an `Executor` where one is needed).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+impl std::ops::Deref for PostgresDb {
+    type Target = PgPool;
+
+    fn deref(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 /// A connected database of either backend.
@@ -105,7 +152,7 @@ pub enum Db {
     /// The embedded default.
     Sqlite(SqliteDb),
     /// Production.
-    Postgres(PgPool),
+    Postgres(PostgresDb),
 }
 
 /// Runs `$body` with `$pool` bound to the backend's write pool; the body is
@@ -119,7 +166,7 @@ macro_rules! with_pool {
                 $body
             }
             $crate::store::Db::Postgres(postgres) => {
-                let $pool = postgres;
+                let $pool = postgres.pool();
                 $body
             }
         }
@@ -136,7 +183,7 @@ macro_rules! with_read_pool {
                 $body
             }
             $crate::store::Db::Postgres(postgres) => {
-                let $pool = postgres;
+                let $pool = postgres.pool();
                 $body
             }
         }
@@ -144,6 +191,15 @@ macro_rules! with_read_pool {
 }
 
 impl Db {
+    /// The signal raised after every commit that wrote outbox rows through
+    /// this value or a clone of it (never by another process or `Db`).
+    pub fn outbox_commits(&self) -> &outbox::CommitSignal {
+        match self {
+            Self::Sqlite(sqlite) => &sqlite.outbox_commits,
+            Self::Postgres(postgres) => &postgres.outbox_commits,
+        }
+    }
+
     /// Name of the backend, for logs and `/ready`.
     pub fn backend(&self) -> &'static str {
         match self {

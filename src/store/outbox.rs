@@ -1,7 +1,11 @@
-//! Writing events to the transactional outbox.
+//! Writing events to the transactional outbox, and the signal that tells
+//! the relay a commit wrote some.
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
+use tokio::sync::{Notify, futures::Notified};
 use uuid::Uuid;
 
 use super::{Db, StoreError, Tx};
@@ -22,15 +26,43 @@ pub struct OutboxEvent {
     pub created_at: DateTime<Utc>,
 }
 
-/// Adds `event` to the outbox inside `tx`.
+/// Raised after each commit of a transaction that wrote outbox rows, by
+/// every [`Tx`] of one [`Db`] (and its clones): the relay waits on it
+/// instead of polling, so an event leaves as soon as it is durable. Rows
+/// written by another process or another `Db` on the same database do not
+/// raise it; the relay's slow poll finds those.
+#[derive(Debug, Clone, Default)]
+pub struct CommitSignal(Arc<Notify>);
+
+impl CommitSignal {
+    /// Completes at the first raise after this call, whether or not it has
+    /// been polled yet (`notify_waiters` reaches every future created
+    /// before it). Create it, [`Notified::enable`] it, *then* read the
+    /// outbox: a commit between the read and the wait still wakes it.
+    pub fn raised(&self) -> Notified<'_> {
+        self.0.notified()
+    }
+
+    /// Wakes every relay waiting on this database. With none waiting it
+    /// stores nothing, and need not: a relay that has not yet created its
+    /// future reads the outbox after this commit, so it sees the rows.
+    pub(crate) fn raise(&self) {
+        self.0.notify_waiters();
+    }
+}
+
+/// Adds `event` to the outbox inside `tx`; its commit wakes the relay.
 pub async fn insert(tx: &mut Tx, event: &OutboxEvent) -> Result<(), StoreError> {
     insert_all(tx, std::slice::from_ref(event)).await
 }
 
 /// Adds `events` to the outbox inside `tx`, in order, with as few
-/// multi-row statements as the bind limit allows.
+/// multi-row statements as the bind limit allows; their commit wakes the relay.
 pub async fn insert_all(tx: &mut Tx, events: &[OutboxEvent]) -> Result<(), StoreError> {
     const COLUMNS: usize = 5;
+    if !events.is_empty() {
+        tx.wrote_outbox();
+    }
     for chunk in events.chunks(super::batch::rows_per_statement(COLUMNS)) {
         with_tx!(tx, |conn| {
             let mut insert = sqlx::QueryBuilder::new(

@@ -1,16 +1,64 @@
 //! A write transaction of either backend, and the macro that runs one SQL
 //! text against it.
 
-use sqlx::{PgPool, Postgres, Sqlite, Transaction};
+use sqlx::{Database, PgPool, Postgres, Sqlite, Transaction};
 
+use super::outbox::CommitSignal;
 use super::{Db, StoreError};
 
 /// An open write transaction. Dropping it without [`Tx::commit`] rolls back.
 pub enum Tx {
     /// SQLite, begun `IMMEDIATE` on the single writer connection.
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(OpenTx<Sqlite>),
     /// PostgreSQL.
-    Postgres(Transaction<'static, Postgres>),
+    Postgres(OpenTx<Postgres>),
+}
+
+/// One backend's open transaction and what its commit must announce. It
+/// dereferences to the backend's connection, so `&mut **tx` on a variant's
+/// value is the connection to run statements on (as with a plain sqlx
+/// `Transaction`).
+pub struct OpenTx<DB: Database> {
+    transaction: Transaction<'static, DB>,
+    /// Raised after the commit when an outbox row was written, so the
+    /// relay of this database publishes at once.
+    outbox_commits: CommitSignal,
+    /// An outbox row was written in this transaction.
+    wrote_outbox: bool,
+}
+
+impl<DB: Database> OpenTx<DB> {
+    fn new(transaction: Transaction<'static, DB>, db: &Db) -> Self {
+        Self {
+            transaction,
+            outbox_commits: db.outbox_commits().clone(),
+            wrote_outbox: false,
+        }
+    }
+
+    /// Commits, then raises the signal (not before: the relay must be able
+    /// to see the rows when it looks).
+    async fn commit(self) -> Result<(), StoreError> {
+        self.transaction.commit().await?;
+        if self.wrote_outbox {
+            self.outbox_commits.raise();
+        }
+        Ok(())
+    }
+}
+
+impl<DB: Database> std::ops::Deref for OpenTx<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        &self.transaction
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for OpenTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.transaction
+    }
 }
 
 /// Runs `$body` with `$conn` bound to the transaction's connection
@@ -36,8 +84,13 @@ impl Db {
     /// (`BEGIN IMMEDIATE`), so a read-then-write never fails half-way.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(match self {
-            Db::Sqlite(sqlite) => Tx::Sqlite(sqlite.writer.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(pool) => Tx::Postgres(begin_postgres(pool, None).await?),
+            Db::Sqlite(sqlite) => Tx::Sqlite(OpenTx::new(
+                sqlite.writer.begin_with("BEGIN IMMEDIATE").await?,
+                self,
+            )),
+            Db::Postgres(postgres) => {
+                Tx::Postgres(OpenTx::new(begin_postgres(postgres, None).await?, self))
+            }
         })
     }
 }
@@ -82,12 +135,22 @@ impl Tx {
         }
     }
 
-    /// Makes every write of the transaction durable at once.
+    /// Notes that this transaction wrote outbox rows, so its commit wakes
+    /// the relay. [`super::outbox::insert_all`] calls it; anything else that
+    /// writes the outbox must too, or its rows wait for the relay's poll.
+    pub(crate) fn wrote_outbox(&mut self) {
+        match self {
+            Tx::Sqlite(open) => open.wrote_outbox = true,
+            Tx::Postgres(open) => open.wrote_outbox = true,
+        }
+    }
+
+    /// Makes every write of the transaction durable at once, then wakes the
+    /// relay if an outbox row was among them.
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(tx) => tx.commit().await?,
-            Tx::Postgres(tx) => tx.commit().await?,
+            Tx::Sqlite(open) => open.commit().await,
+            Tx::Postgres(open) => open.commit().await,
         }
-        Ok(())
     }
 }

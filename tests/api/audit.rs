@@ -260,7 +260,7 @@ async fn writing_transactions(db: &Db, seq: i64) -> Option<i64> {
     Some(
         sqlx::query_scalar("select count(distinct xmin::text) from audit_log where seq > $1")
             .bind(seq)
-            .fetch_one(pool)
+            .fetch_one(pool.pool())
             .await
             .unwrap(),
     )

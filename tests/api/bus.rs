@@ -12,10 +12,15 @@ use loan_tracker::{with_pool, with_read_pool};
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, fresh_postgres_url, spawn_app_with, test_namespace};
+use crate::helpers::{TestApp, approved_loans, fresh_postgres_url, spawn_app_with, test_namespace};
 
 /// Longest a test waits for the relay and the consumers.
 const DEADLINE: Duration = Duration::from_secs(20);
+/// `OUTBOX_POLL_MS` of the wake-up test: 10 minutes, longer than the test.
+const LONG_POLL_MS: &str = "600000";
+/// How soon a committed event must be on the bus and stamped when commits
+/// wake the relay: far below [`LONG_POLL_MS`].
+const WAKE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after [`DEADLINE`].
 pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
@@ -143,6 +148,111 @@ async fn assert_stream_matches_outbox(namespace: &str, db: &Db) {
     );
 }
 
+/// A bus that holds its first publish until the test lets it go, and
+/// records the message ids it stored.
+struct GatedBus {
+    /// Raised when the first publish has begun (its round has read the outbox).
+    entered: tokio::sync::Notify,
+    /// Lets the first publish finish.
+    release: tokio::sync::Semaphore,
+    stored: std::sync::Mutex<Vec<String>>,
+}
+
+impl GatedBus {
+    fn new() -> Self {
+        Self {
+            entered: tokio::sync::Notify::new(),
+            release: tokio::sync::Semaphore::new(0),
+            stored: std::sync::Mutex::default(),
+        }
+    }
+
+    fn stored(&self) -> Vec<String> {
+        self.stored.lock().unwrap().clone()
+    }
+}
+
+impl actors::bus::Bus for GatedBus {
+    fn kind(&self) -> &'static str {
+        "gated"
+    }
+
+    fn check_ready(&self) -> Result<(), actors::bus::BusError> {
+        Ok(())
+    }
+
+    fn publish(
+        &self,
+        message: actors::bus::OutgoingMessage,
+    ) -> actors::store::BoxFuture<'_, Result<(), actors::bus::BusError>> {
+        Box::pin(async move {
+            if self.stored().is_empty() {
+                self.entered.notify_one();
+                self.release.acquire().await.unwrap().forget();
+            }
+            self.stored.lock().unwrap().push(message.message_id);
+            Ok(())
+        })
+    }
+
+    fn subscribe(
+        &self,
+        _: actors::bus::ConsumerSpec,
+    ) -> actors::store::BoxFuture<
+        '_,
+        Result<Box<dyn actors::bus::Subscription>, actors::bus::BusError>,
+    > {
+        Box::pin(async { Err(actors::bus::BusError::Closed) })
+    }
+}
+
+/// Writes one outbox row in a transaction of its own; returns its event id.
+async fn commit_event(db: &Db) -> Uuid {
+    let event = loan_tracker::store::outbox::OutboxEvent {
+        event_id: Uuid::now_v7(),
+        subject: "loans.events.test.wake".into(),
+        aggregate_id: Uuid::now_v7(),
+        payload: serde_json::json!({"test": true}),
+        created_at: chrono::Utc::now(),
+    };
+    let mut tx = db.begin().await.unwrap();
+    loan_tracker::store::outbox::insert(&mut tx, &event)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    event.event_id
+}
+
+/// A row committed after a round read the outbox, while it is still
+/// publishing, is published when that round ends, not at the next poll: the
+/// relay arms its wake-up before each read.
+async fn a_commit_during_a_round_starts_the_next_one_at_once(db: Db) {
+    let first = commit_event(&db).await;
+    let bus = std::sync::Arc::new(GatedBus::new());
+    let relay = loan_tracker::bus::relay::Relay::start(
+        db.clone(),
+        bus.clone(),
+        Duration::from_millis(LONG_POLL_MS.parse().unwrap()),
+    );
+    tokio::time::timeout(WAKE_DEADLINE, bus.entered.notified())
+        .await
+        .expect("the relay's first round publishes");
+    let second = commit_event(&db).await;
+    bus.release.add_permits(1);
+    let committed = tokio::time::Instant::now();
+    crate::helpers::eventually(
+        "the row committed during the round published",
+        WAKE_DEADLINE,
+        || async { (unpublished(&db).await == 0).then_some(()) },
+    )
+    .await;
+    assert!(committed.elapsed() < WAKE_DEADLINE);
+    assert_eq!(bus.stored(), [first.to_string(), second.to_string()]);
+    relay.stop().await;
+}
+
+crate::helpers::conformance!(a_commit_during_a_round_starts_the_next_one_at_once);
+
 /// A database URL two app instances can share: a fresh PostgreSQL database,
 /// or a SQLite file in `dir`.
 pub async fn shared_database(dir: &TempDir) -> String {
@@ -170,6 +280,63 @@ async fn the_relay_publishes_every_outbox_row_once_with_its_event_id() {
     settled(&app).await;
     assert_eq!(outbox_event_ids(&app.db).await.len(), 4);
     assert_stream_matches_outbox(&namespace, &app.db).await;
+}
+
+/// The outbox row of the one `payment.received` event: its id and whether it is stamped.
+async fn payment_row(db: &Db) -> (Uuid, bool) {
+    with_read_pool!(db, |pool| sqlx::query_as(
+        "select event_id, published_at is not null from outbox \
+         where subject = 'loans.events.payment.received'"
+    )
+    .fetch_one(pool)
+    .await)
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_committed_payment_reaches_a_subscriber_long_before_the_relay_would_poll() {
+    let app = spawn_app_with(&[("OUTBOX_POLL_MS", LONG_POLL_MS)]).await;
+    let mut subscription = app
+        .bus
+        .subscribe(actors::bus::ConsumerSpec {
+            name: "relay-wake-test".into(),
+            stream: "LOAN_EVENTS".into(),
+            filter_subject: "loans.events.payment.received".into(),
+            ack_wait: Duration::from_secs(30),
+            max_deliver: None,
+            max_ack_pending: 16,
+        })
+        .await
+        .expect("subscribed");
+    let owner = app.register("ivy").await;
+    let loan_id = approved_loans(&app, &owner, 1, "1000.00").await[0];
+    let paid = app
+        .post_json(
+            &format!("/api/v1/loans/{loan_id}/payments"),
+            Some(&owner.access_token),
+            &serde_json::json!({"amount": "125.50"}),
+        )
+        .await;
+    assert_eq!(paid.status(), 201);
+    let committed = tokio::time::Instant::now();
+
+    let delivery = tokio::time::timeout(WAKE_DEADLINE, subscription.next())
+        .await
+        .expect("the payment's event on the bus before the deadline (was the relay woken?)")
+        .expect("a delivery");
+    let (event_id, _) = payment_row(&app.db).await;
+    assert_eq!(delivery.message_id, Some(event_id.to_string()));
+    delivery
+        .settle(actors::bus::Settlement::Ack)
+        .await
+        .expect("acked");
+    crate::helpers::eventually(
+        "the payment's row stamped published",
+        WAKE_DEADLINE.saturating_sub(committed.elapsed()),
+        || async { payment_row(&app.db).await.1.then_some(()) },
+    )
+    .await;
+    assert!(committed.elapsed() < WAKE_DEADLINE);
 }
 
 #[tokio::test]

@@ -711,7 +711,7 @@ async fn commits_of_many_loans_share_a_transaction_and_fail_alone(db: Db) {
         let transactions: i64 =
             sqlx::query_scalar("select count(distinct xmin::text) from loans where id = any($1)")
                 .bind(&ids)
-                .fetch_one(pool)
+                .fetch_one(pool.pool())
                 .await
                 .unwrap();
         assert!(

@@ -198,7 +198,7 @@ async fn a_batch_notifies_each_event_once_in_one_insert_without_waiting_for_its_
              where user_id = $1 and kind = 'payment.received' and email_claimed_until is null",
         )
         .bind(ann.user_id)
-        .fetch_one(pool)
+        .fetch_one(pool.pool())
         .await
         .unwrap();
         assert_eq!(

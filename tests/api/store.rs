@@ -183,7 +183,7 @@ async fn the_apps_database_makes_every_acknowledged_commit_durable() {
             for setting in ["synchronous_commit", "fsync"] {
                 let value: String =
                     sqlx::query_scalar(sqlx::AssertSqlSafe(format!("show {setting}")))
-                        .fetch_one(pool)
+                        .fetch_one(pool.pool())
                         .await
                         .unwrap();
                 assert_eq!(value, "on", "{setting} is {value}");
