@@ -1,7 +1,10 @@
 //! Request and response bodies of the loan and payment routes. Amounts are
 //! strings in major units with the currency's full decimals.
 
-use actors::core::{Allocation, InstallmentView, Loan, LoanFigures, PaymentRecord, PayoffQuote};
+use actors::core::{
+    Allocation, InstallmentView, Loan, LoanId, LoanStatus, LoanTerms, Money, PaymentRecord,
+    PayoffQuote, UserId,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use salvo::oapi::ToSchema;
 use serde::{Deserialize, Serialize};
@@ -150,54 +153,78 @@ pub struct LoanBody {
 impl LoanBody {
     /// The body of `loan` at `version`, figures as of `today`.
     pub fn new(loan: &Loan, version: u64, today: NaiveDate) -> Self {
-        let terms = loan.terms();
-        let LoanFigures {
-            status,
-            total_paid,
-            principal_outstanding,
-            interest_outstanding,
-            fees_outstanding,
-            total_outstanding,
-            next_due_date,
-            days_past_due,
-            ..
-        } = loan.figures(today);
-        Self {
-            id: loan.loan_id().as_uuid(),
-            user_id: loan.user_id().as_uuid(),
-            status: status.as_str().to_owned(),
-            principal: terms.principal().to_string(),
-            currency: terms.currency().code().to_owned(),
-            annual_interest_rate: terms.annual_rate().to_string(),
-            term_months: terms.term().get(),
-            repayment_method: terms.method().as_str().to_owned(),
-            late_fee_rate: terms.late_fee_rate().to_string(),
-            grace_days: terms.grace_days().get(),
-            purpose: terms.purpose().map(str::to_owned),
+        let figures = loan.figures(today);
+        LoanFacts {
+            loan_id: loan.loan_id(),
+            user_id: loan.user_id(),
+            status: figures.status,
+            terms: loan.terms(),
             applied_on: loan.applied_on(),
             disbursed_on: loan.disbursed_on(),
-            rejection_reason: loan.rejection_reason().map(str::to_owned),
-            total_paid: total_paid.to_string(),
-            principal_outstanding: principal_outstanding.to_string(),
-            interest_outstanding: interest_outstanding.to_string(),
-            fees_outstanding: fees_outstanding.to_string(),
-            total_outstanding: total_outstanding.to_string(),
-            next_due_date,
-            days_past_due,
+            rejection_reason: loan.rejection_reason(),
+            total_paid: figures.total_paid,
+            principal_outstanding: figures.principal_outstanding,
+            interest_outstanding: figures.interest_outstanding,
+            fees_outstanding: figures.fees_outstanding,
+            total_outstanding: figures.total_outstanding,
+            next_due_date: figures.next_due_date,
+            days_past_due: figures.days_past_due,
             version,
         }
+        .into()
     }
-}
 
-impl LoanBody {
     /// The body of a loan from its row, figures as of `today`: the same
     /// body [`LoanBody::new`] computes from the whole loan.
     pub fn from_summary(summary: &LoanSummary, today: NaiveDate) -> Self {
-        let terms = &summary.terms;
+        LoanFacts {
+            loan_id: summary.loan_id,
+            user_id: summary.user_id,
+            status: summary.status_on(today),
+            terms: &summary.terms,
+            applied_on: summary.applied_on,
+            disbursed_on: summary.disbursed_on,
+            rejection_reason: summary.rejection_reason.as_deref(),
+            total_paid: summary.total_paid,
+            principal_outstanding: summary.principal_outstanding,
+            interest_outstanding: summary.interest_outstanding,
+            fees_outstanding: summary.fees_outstanding,
+            total_outstanding: summary.total_outstanding,
+            next_due_date: summary.next_due_date,
+            days_past_due: summary.days_past_due(today),
+            version: summary.version,
+        }
+        .into()
+    }
+}
+
+/// What a [`LoanBody`] shows, typed, from either source (the whole loan or
+/// its row): the one place that spells the terms and amounts for the wire.
+struct LoanFacts<'a> {
+    loan_id: LoanId,
+    user_id: UserId,
+    status: LoanStatus,
+    terms: &'a LoanTerms,
+    applied_on: NaiveDate,
+    disbursed_on: Option<NaiveDate>,
+    rejection_reason: Option<&'a str>,
+    total_paid: Money,
+    principal_outstanding: Money,
+    interest_outstanding: Money,
+    fees_outstanding: Money,
+    total_outstanding: Money,
+    next_due_date: Option<NaiveDate>,
+    days_past_due: u32,
+    version: u64,
+}
+
+impl From<LoanFacts<'_>> for LoanBody {
+    fn from(facts: LoanFacts<'_>) -> Self {
+        let terms = facts.terms;
         Self {
-            id: summary.loan_id.as_uuid(),
-            user_id: summary.user_id.as_uuid(),
-            status: summary.status_on(today).as_str().to_owned(),
+            id: facts.loan_id.as_uuid(),
+            user_id: facts.user_id.as_uuid(),
+            status: facts.status.as_str().to_owned(),
             principal: terms.principal().to_string(),
             currency: terms.currency().code().to_owned(),
             annual_interest_rate: terms.annual_rate().to_string(),
@@ -206,17 +233,17 @@ impl LoanBody {
             late_fee_rate: terms.late_fee_rate().to_string(),
             grace_days: terms.grace_days().get(),
             purpose: terms.purpose().map(str::to_owned),
-            applied_on: summary.applied_on,
-            disbursed_on: summary.disbursed_on,
-            rejection_reason: summary.rejection_reason.clone(),
-            total_paid: summary.total_paid.to_string(),
-            principal_outstanding: summary.principal_outstanding.to_string(),
-            interest_outstanding: summary.interest_outstanding.to_string(),
-            fees_outstanding: summary.fees_outstanding.to_string(),
-            total_outstanding: summary.total_outstanding.to_string(),
-            next_due_date: summary.next_due_date,
-            days_past_due: summary.days_past_due(today),
-            version: summary.version,
+            applied_on: facts.applied_on,
+            disbursed_on: facts.disbursed_on,
+            rejection_reason: facts.rejection_reason.map(str::to_owned),
+            total_paid: facts.total_paid.to_string(),
+            principal_outstanding: facts.principal_outstanding.to_string(),
+            interest_outstanding: facts.interest_outstanding.to_string(),
+            fees_outstanding: facts.fees_outstanding.to_string(),
+            total_outstanding: facts.total_outstanding.to_string(),
+            next_due_date: facts.next_due_date,
+            days_past_due: facts.days_past_due,
+            version: facts.version,
         }
     }
 }
