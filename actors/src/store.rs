@@ -40,6 +40,13 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A reply of the commit names a request key that already has an answer
+    /// (another request with the same key committed first); nothing was written.
+    #[error("request key {key} already has an answer")]
+    ReplyTaken {
+        /// The key.
+        key: String,
+    },
     /// The database failed or could not be reached.
     #[error("storage failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -102,6 +109,28 @@ impl InstallmentWrites {
     }
 }
 
+/// The answer a caller asked to be kept with the commit that produced it, so
+/// that a repeat of its request is answered from the store (the edge's
+/// `Idempotency-Key`). The commit writes it atomically with the loan; if the
+/// key already has an answer the commit fails with [`StoreError::ReplyTaken`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyRecord {
+    /// Whose key it is.
+    pub user_id: Uuid,
+    /// The key.
+    pub key: String,
+    /// Method and path of the request.
+    pub route: String,
+    /// SHA-256 of the request body, hex.
+    pub body_hash: String,
+    /// When the key was first used (ids derived from the key carry this time).
+    pub claimed_at: DateTime<Utc>,
+    /// The answer's status.
+    pub status: u16,
+    /// The answer's body.
+    pub body: Vec<u8>,
+}
+
 /// Everything one actor turn writes, in one transaction.
 #[derive(Debug, Clone)]
 pub struct LoanCommit {
@@ -117,6 +146,8 @@ pub struct LoanCommit {
     pub installments: InstallmentWrites,
     /// The events, in order; each becomes an outbox row.
     pub events: Vec<EventRecord>,
+    /// Answers to keep with the commit (see [`ReplyRecord`]).
+    pub replies: Vec<ReplyRecord>,
 }
 
 impl LoanCommit {

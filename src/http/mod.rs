@@ -33,14 +33,18 @@ pub fn router() -> Router {
     let api = Router::with_path("api/v1")
         .hoop(crate::auth::access::authenticate)
         .hoop(crate::auth::rate_limit::limit_requests)
-        .hoop(idempotency::idempotent)
-        .push(auth::router())
-        .push(users::router())
-        .push(profile::router())
-        .push(notifications::router())
-        .push(audit::router())
-        .push(admin::router())
-        .append(&mut loans::routers());
+        .append(&mut loans::payment_routers())
+        .push(
+            Router::new()
+                .hoop(idempotency::idempotent)
+                .push(auth::router())
+                .push(users::router())
+                .push(profile::router())
+                .push(notifications::router())
+                .push(audit::router())
+                .push(admin::router())
+                .append(&mut loans::routers()),
+        );
     let router = Router::new()
         .push(Router::with_path("health").get(health::health))
         .push(Router::with_path("ready").get(health::ready))

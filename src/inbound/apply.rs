@@ -137,6 +137,7 @@ impl InboundPayments {
             today,
             now,
             actor_id: None,
+            reply: None,
         };
         match self.tree.execute(loan_id, request).await {
             Ok(Ok(_)) if checked.already_paid => Verdict::AlreadyApplied,

@@ -88,6 +88,7 @@ async fn assess(runner: &Inner, loan_id: Uuid, as_of: NaiveDate) -> Assessed {
         today: runner.clock.today(),
         now: runner.clock.now(),
         actor_id: None,
+        reply: None,
     };
     let loan = match runner.tree.execute(LoanId::new(loan_id), request).await {
         Ok(Ok(applied)) => applied.loan,

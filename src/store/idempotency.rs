@@ -1,11 +1,16 @@
-//! Idempotency-Key records: claim a key before acting, store the response after.
+//! Idempotency-Key records: claim a key before acting and store the response
+//! after, or — for a loan command — look at the key before acting and keep the
+//! response in the command's own transaction ([`look`], [`keep_all`]).
 
 use chrono::{DateTime, Duration, Utc};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use actors::store::ReplyRecord;
+
+use super::batch::rows_per_statement;
 use super::{Db, StoreError, Tx};
-use crate::{with_pool, with_tx};
+use crate::{with_pool, with_read_pool, with_tx};
 
 /// How long a key is remembered.
 pub const RETENTION: Duration = Duration::hours(24);
@@ -109,67 +114,180 @@ pub async fn claim(
     }
 }
 
+/// What the key's row (if any) says about a request with this key at `now`.
+enum Verdict {
+    /// Go ahead; `write` says what claiming takes.
+    Fresh {
+        first_claimed_at: DateTime<Utc>,
+        write: Takeover,
+    },
+    /// Answered, blocked or used otherwise: the claim it is.
+    Settled(Claim),
+}
+
+/// How a fresh claim takes the key.
+enum Takeover {
+    /// No row: insert one.
+    Insert,
+    /// The row is past its retention: replace it.
+    ReplaceExpired,
+    /// A first attempt failed or crashed unanswered: lock its row again,
+    /// keeping its first claim time.
+    Relock,
+}
+
+fn judge(row: Option<KeyRow>, request: KeyedRequest<'_>, now: DateTime<Utc>) -> Verdict {
+    let fresh = |write| Verdict::Fresh {
+        first_claimed_at: now,
+        write,
+    };
+    match row {
+        None => fresh(Takeover::Insert),
+        Some(row) if row.expires_at <= now => fresh(Takeover::ReplaceExpired),
+        Some(row) if row.route != request.route || row.body_hash != request.body_hash => {
+            Verdict::Settled(Claim::Mismatch)
+        }
+        Some(KeyRow {
+            response_status: Some(status),
+            response_body,
+            ..
+        }) => Verdict::Settled(Claim::Replay {
+            status: u16::try_from(status).unwrap_or(500),
+            body: response_body.unwrap_or_default(),
+        }),
+        Some(row) if row.locked_until > now => Verdict::Settled(Claim::InProgress),
+        Some(row) => Verdict::Fresh {
+            first_claimed_at: row.created_at,
+            write: Takeover::Relock,
+        },
+    }
+}
+
+/// Selects the key's row; `$lock` is appended (a row lock inside a transaction).
+macro_rules! select_key {
+    ($executor:expr, $request:expr, $lock:expr) => {
+        sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(format!(
+            "select route, body_hash, response_status, response_body, created_at, locked_until, expires_at \
+             from idempotency_keys where user_id = $1 and idempotency_key = $2{}",
+            $lock
+        )))
+        .bind($request.user_id)
+        .bind($request.key)
+        .fetch_optional($executor)
+        .await
+    };
+}
+
 async fn try_claim(
     db: &Db,
     request: KeyedRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<Claim, StoreError> {
     let mut tx = db.begin().await?;
-    let sql = format!(
-        "select route, body_hash, response_status, response_body, created_at, locked_until, expires_at \
-         from idempotency_keys where user_id = $1 and idempotency_key = $2{}",
-        tx.row_lock()
-    );
-    let row: Option<KeyRow> = with_tx!(&mut tx, |conn| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(request.user_id)
-        .bind(request.key)
-        .fetch_optional(conn)
-        .await)?;
-    let claim = match row {
-        None => {
-            insert(&mut tx, request, now).await?;
-            Claim::Fresh {
-                first_claimed_at: now,
+    let lock = tx.row_lock();
+    let row = with_tx!(&mut tx, |conn| select_key!(conn, request, lock))?;
+    let claim = match judge(row, request, now) {
+        Verdict::Settled(claim) => claim,
+        Verdict::Fresh {
+            first_claimed_at,
+            write,
+        } => {
+            match write {
+                Takeover::Insert => insert(&mut tx, request, now).await?,
+                Takeover::ReplaceExpired => {
+                    delete_in(&mut tx, request.user_id, request.key).await?;
+                    insert(&mut tx, request, now).await?;
+                }
+                Takeover::Relock => relock(&mut tx, request, now).await?,
             }
-        }
-        Some(row) if row.expires_at <= now => {
-            delete_in(&mut tx, request.user_id, request.key).await?;
-            insert(&mut tx, request, now).await?;
-            Claim::Fresh {
-                first_claimed_at: now,
-            }
-        }
-        Some(row) if row.route != request.route || row.body_hash != request.body_hash => {
-            Claim::Mismatch
-        }
-        Some(KeyRow {
-            response_status: Some(status),
-            response_body,
-            ..
-        }) => Claim::Replay {
-            status: u16::try_from(status).unwrap_or(500),
-            body: response_body.unwrap_or_default(),
-        },
-        Some(row) if row.locked_until > now => Claim::InProgress,
-        Some(row) => {
-            with_tx!(&mut tx, |conn| {
-                sqlx::query(
-                "update idempotency_keys set locked_until = $1 where user_id = $2 and idempotency_key = $3"
-            )
-            .bind(now + LOCK)
-            .bind(request.user_id)
-            .bind(request.key)
-            .execute(conn)
-            .await
-            .map(drop)
-            })?;
-            Claim::Fresh {
-                first_claimed_at: row.created_at,
-            }
+            Claim::Fresh { first_claimed_at }
         }
     };
     tx.commit().await?;
     Ok(claim)
+}
+
+/// What `request.key` holds, without claiming it: for a command whose answer
+/// is kept with its own commit ([`keep_all`]), where the commit takes the
+/// key. One read, no transaction; a fresh key is claimed by nothing here.
+pub async fn look(
+    db: &Db,
+    request: KeyedRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<Claim, StoreError> {
+    // SQLite: the reader pool, so a look never waits behind the one writer.
+    let row = with_read_pool!(db, |pool| select_key!(pool, request, ""))?;
+    Ok(match judge(row, request, now) {
+        Verdict::Settled(claim) => claim,
+        Verdict::Fresh {
+            first_claimed_at, ..
+        } => Claim::Fresh { first_claimed_at },
+    })
+}
+
+/// Writes kept answers inside `tx` (the command's own transaction), taking
+/// each key: a key with no row, a row past its retention, or an unanswered
+/// row of the same request whose lock ran out. Returns how many were written;
+/// fewer than `replies.len()` means a key was taken by another request
+/// meanwhile (the caller rolls back).
+pub async fn keep_all(tx: &mut Tx, replies: &[ReplyRecord]) -> Result<u64, StoreError> {
+    const COLUMNS: usize = 9;
+    let now = Utc::now();
+    let mut written = 0;
+    for chunk in replies.chunks(rows_per_statement(COLUMNS)) {
+        written += with_tx!(tx, |conn| {
+            let mut insert = sqlx::QueryBuilder::new(
+                "insert into idempotency_keys (user_id, idempotency_key, route, body_hash, \
+                 response_status, response_body, created_at, locked_until, expires_at) ",
+            );
+            insert.push_values(chunk, |mut values, reply| {
+                values
+                    .push_bind(reply.user_id)
+                    .push_bind(reply.key.as_str())
+                    .push_bind(reply.route.as_str())
+                    .push_bind(reply.body_hash.as_str())
+                    .push_bind(i32::from(reply.status))
+                    .push_bind(reply.body.as_slice())
+                    .push_bind(reply.claimed_at)
+                    .push_bind(reply.claimed_at)
+                    .push_bind(reply.claimed_at + RETENTION);
+            });
+            insert
+                .push(
+                    " on conflict (user_id, idempotency_key) do update set route = excluded.route, \
+                     body_hash = excluded.body_hash, response_status = excluded.response_status, \
+                     response_body = excluded.response_body, created_at = excluded.created_at, \
+                     locked_until = excluded.locked_until, expires_at = excluded.expires_at \
+                     where idempotency_keys.expires_at <= ",
+                )
+                .push_bind(now)
+                .push(
+                    " or (idempotency_keys.response_status is null \
+                     and idempotency_keys.route = excluded.route \
+                     and idempotency_keys.body_hash = excluded.body_hash \
+                     and idempotency_keys.locked_until <= ",
+                )
+                .push_bind(now)
+                .push(")");
+            insert
+                .build()
+                .persistent(false)
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+    }
+    Ok(written)
+}
+
+/// Keeps one answer that did not go with a commit (a refusal, or a command
+/// that changed nothing), as [`keep_all`] does; false when the key was taken
+/// meanwhile.
+pub async fn keep(db: &Db, reply: &ReplyRecord) -> Result<bool, StoreError> {
+    let mut tx = db.begin().await?;
+    let written = keep_all(&mut tx, std::slice::from_ref(reply)).await?;
+    tx.commit().await?;
+    Ok(written == 1)
 }
 
 async fn insert(
@@ -178,6 +296,25 @@ async fn insert(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     with_tx!(tx, |conn| insert_key!(conn, request, now, ""))?;
+    Ok(())
+}
+
+async fn relock(
+    tx: &mut Tx,
+    request: KeyedRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    with_tx!(tx, |conn| {
+        sqlx::query(
+            "update idempotency_keys set locked_until = $1 where user_id = $2 and idempotency_key = $3",
+        )
+        .bind(now + LOCK)
+        .bind(request.user_id)
+        .bind(request.key)
+        .execute(conn)
+        .await
+        .map(drop)
+    })?;
     Ok(())
 }
 

@@ -270,3 +270,188 @@ async fn a_retried_application_whose_first_attempt_committed_late_answers_that_l
     assert_eq!(listed["items"][0]["id"], body["id"]);
     assert_eq!(outbox_count(&app.db, "loan.applied").await, 1);
 }
+
+/// One kept answer: status, body, and (PostgreSQL) the transaction that wrote it.
+struct KeptRow {
+    status: Option<i32>,
+    body: Option<Vec<u8>>,
+    writer: Option<String>,
+}
+
+async fn kept_row(db: &Db, user_id: uuid::Uuid, key: &str) -> Option<KeptRow> {
+    match db {
+        Db::Postgres(pg) => sqlx::query_as::<_, (Option<i32>, Option<Vec<u8>>, String)>(
+            "select response_status, response_body, xmin::text from idempotency_keys \
+             where user_id = $1 and idempotency_key = $2",
+        )
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(pg.pool())
+        .await
+        .unwrap()
+        .map(|(status, body, writer)| KeptRow {
+            status,
+            body,
+            writer: Some(writer),
+        }),
+        Db::Sqlite(sqlite) => sqlx::query_as::<_, (Option<i32>, Option<Vec<u8>>)>(
+            "select response_status, response_body from idempotency_keys \
+             where user_id = $1 and idempotency_key = $2",
+        )
+        .bind(user_id)
+        .bind(key)
+        .fetch_optional(&sqlite.reader)
+        .await
+        .unwrap()
+        .map(|(status, body)| KeptRow {
+            status,
+            body,
+            writer: None,
+        }),
+    }
+}
+
+async fn payment_writer(db: &Db, payment_id: uuid::Uuid) -> Option<String> {
+    let Db::Postgres(pg) = db else {
+        return None;
+    };
+    sqlx::query_scalar("select xmin::text from payments where id = $1")
+        .bind(payment_id)
+        .fetch_one(pg.pool())
+        .await
+        .ok()
+}
+
+/// Issue 12 item 3: a payment's Idempotency-Key is taken by the payment's own
+/// transaction — nothing is written for the key before the payment commits,
+/// and then the key row holds the very response the client got, written by
+/// the transaction that wrote the payment (PostgreSQL: the same `xmin`).
+#[tokio::test]
+async fn a_payments_key_and_answer_are_written_by_the_payments_own_transaction() {
+    let app = spawn_app_with(&[("ACTOR_CALL_TIMEOUT_MS", "500")]).await;
+    let borrower = app.register("kim").await;
+    let loan_id = approved_loans(&app, &borrower, 1, "1200.00").await[0];
+    let pay = |key: &'static str| {
+        app.client
+            .post(app.url(&format!("/api/v1/loans/{loan_id}/payments")))
+            .bearer_auth(&borrower.access_token)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "amount": "100.00" }))
+            .send()
+    };
+
+    // While the payment's commit is held up, the key has no row at all.
+    let stall = CommitStall::on_loan_row(&app.db, loan_id).await;
+    let first = pay("kept-1").await.unwrap();
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        kept_row(&app.db, borrower.user_id, "kept-1")
+            .await
+            .is_none(),
+        "the key was written before the payment committed"
+    );
+    stall.release().await;
+    let landed = eventually("the payment to commit", Duration::from_secs(15), || async {
+        let ids = payment_ids(&app.db, loan_id).await;
+        (!ids.is_empty()).then_some(ids)
+    })
+    .await;
+    let row = kept_row(&app.db, borrower.user_id, "kept-1")
+        .await
+        .expect("the key row came with the payment");
+    assert_eq!(row.status, Some(201));
+    let kept: serde_json::Value = serde_json::from_slice(&row.body.unwrap()).unwrap();
+    assert_eq!(kept["payment"]["id"], landed[0].to_string());
+    assert_eq!(kept["loan"]["total_paid"], "100.00");
+    assert_eq!(row.writer, payment_writer(&app.db, landed[0]).await);
+
+    // The retry is answered from the key row: the first response, byte for byte.
+    let retry = pay("kept-1").await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let replayed: serde_json::Value = retry.json().await.unwrap();
+    assert_eq!(replayed, kept);
+
+    // Unstalled, the answer the client gets is the one kept.
+    let second = pay("kept-2").await.unwrap();
+    assert_eq!(second.status(), StatusCode::CREATED);
+    assert!(second.headers().get("idempotent-replayed").is_none());
+    let answered = second.bytes().await.unwrap().to_vec();
+    let row = kept_row(&app.db, borrower.user_id, "kept-2").await.unwrap();
+    assert_eq!(row.body, Some(answered));
+    assert_eq!(payment_ids(&app.db, loan_id).await.len(), 2);
+}
+
+/// A retry that acts again (a fresh id) while the first attempt's commit is
+/// still held up: the first commit takes the key, the retry's commit finds
+/// it taken and writes nothing, and the retry answers with the first payment.
+#[tokio::test]
+async fn a_retry_queued_behind_its_late_first_attempt_answers_it_and_pays_nothing() {
+    let app = spawn_app_with(&[("ACTOR_CALL_TIMEOUT_MS", "2000")]).await;
+    let borrower = app.register("lou").await;
+    let loan_id = approved_loans(&app, &borrower, 1, "1200.00").await[0];
+    let pay = || {
+        app.client
+            .post(app.url(&format!("/api/v1/loans/{loan_id}/payments")))
+            .bearer_auth(&borrower.access_token)
+            .header("Idempotency-Key", "taken-1")
+            .json(&json!({ "amount": "100.00" }))
+            .send()
+    };
+
+    let stall = CommitStall::on_loan_row(&app.db, loan_id).await;
+    let first = pay().await.unwrap();
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retry = tokio::spawn(pay());
+    // The retry waits in the loan's actor behind the first attempt's commit.
+    eventually("the retry to queue", Duration::from_secs(5), || async {
+        let live = app.tree.snapshot().await.ok()?.live;
+        live.iter()
+            .any(|actor| actor.loan_id.as_uuid() == loan_id && actor.queued >= 2)
+            .then_some(())
+    })
+    .await;
+    stall.release().await;
+
+    let retry = retry.await.unwrap().unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let body: serde_json::Value = retry.json().await.unwrap();
+    let ids = payment_ids(&app.db, loan_id).await;
+    assert_eq!(ids.len(), 1, "the retry paid again");
+    assert_eq!(body["payment"]["id"], ids[0].to_string());
+    assert_eq!(body["loan"]["total_paid"], "100.00");
+    assert_eq!(outbox_count(&app.db, "payment.received").await, 1);
+}
+
+/// A refused payment's answer (422) is kept too, and a repeat is answered
+/// from it even once the same payment would be accepted.
+#[tokio::test]
+async fn a_refused_keyed_payment_is_answered_the_same_on_repeat() {
+    let app = spawn_app().await;
+    let borrower = app.register("max").await;
+    let loan_id = approved_loans(&app, &borrower, 1, "1200.00").await[0];
+    let pay = |amount: &'static str| {
+        app.client
+            .post(app.url(&format!("/api/v1/loans/{loan_id}/payments")))
+            .bearer_auth(&borrower.access_token)
+            .header("Idempotency-Key", "refused-1")
+            .json(&json!({ "amount": amount }))
+            .send()
+    };
+    let refused = pay("0.00").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let detail: serde_json::Value = refused.json().await.unwrap();
+    let row = kept_row(&app.db, borrower.user_id, "refused-1")
+        .await
+        .unwrap();
+    assert_eq!(row.status, Some(422));
+
+    let repeat = pay("0.00").await.unwrap();
+    assert_eq!(repeat.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(repeat.headers()["idempotent-replayed"], "true");
+    assert_eq!(repeat.json::<serde_json::Value>().await.unwrap(), detail);
+    let other_body = pay("5.00").await.unwrap();
+    assert_eq!(other_body.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(payment_ids(&app.db, loan_id).await.is_empty());
+}

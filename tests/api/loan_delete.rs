@@ -78,6 +78,7 @@ async fn deleting_an_application_goes_through_its_actor_emits_loan_deleted_and_i
         today: app.clock.today(),
         now,
         actor_id: None,
+        reply: None,
     };
     let outcome = app.tree.execute(LoanId::new(loan), request).await;
     assert!(

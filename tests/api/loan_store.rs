@@ -166,6 +166,7 @@ async fn a_stale_version_conflicts_and_writes_nothing(db: Db) {
         snapshot: held.loan.snapshot(),
         installments: InstallmentWrites::All,
         events: Vec::new(),
+        replies: Vec::new(),
     };
     let error = held.store.commit(again).await.unwrap_err();
     assert!(

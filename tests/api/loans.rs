@@ -602,6 +602,7 @@ async fn a_thousand_loans_touched_go_live_then_all_passivate_and_reload_correctl
             today: now.date_naive(),
             now,
             actor_id: Some(owner),
+            reply: None,
         };
         let applied = tree.execute(*loan_id, request).await.unwrap().unwrap();
         assert_eq!(applied.version, 2, "reloaded from the store at version 1");

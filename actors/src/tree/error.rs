@@ -10,7 +10,7 @@ use crate::store::StoreError;
 /// Why a call into the tree failed. Business rejections are not here: they travel
 /// as `Ok(Err(LoanError))` in a [`super::CommandOutcome`].
 ///
-/// Every variant except `NotFound` and `AlreadyExists` means "try again later"
+/// Every variant except `NotFound`, `AlreadyExists`, `ReplyTaken` and `Corrupt` means "try again later"
 /// (the edge answers 503) and says nothing about whether the command was applied
 /// when it is `Timeout` or `ActorFailed`: see [`super::LoanTree::execute`].
 #[derive(Debug, Clone, Error)]
@@ -51,6 +51,11 @@ pub enum TreeError {
     /// The store failed; nothing was applied and the actor reloads before its next turn.
     #[error("store failed: {0}")]
     Store(String),
+    /// The command's answer was to be kept under a request key that another
+    /// request answered first; nothing was applied. The caller answers with
+    /// what that key holds.
+    #[error("the request key of a command on loan {0} was answered by another request")]
+    ReplyTaken(LoanId),
     /// The stored loan cannot be loaded (a broken invariant); an operator must look.
     #[error("stored loan {0} is corrupt")]
     Corrupt(LoanId),
@@ -72,6 +77,7 @@ impl TreeError {
         match error {
             StoreError::Corrupt { .. } => TreeError::Corrupt(loan_id),
             StoreError::VersionConflict { .. } => TreeError::Contended(loan_id),
+            StoreError::ReplyTaken { .. } => TreeError::ReplyTaken(loan_id),
             other => TreeError::Store(other.to_string()),
         }
     }
@@ -80,7 +86,10 @@ impl TreeError {
     pub fn is_transient(&self) -> bool {
         !matches!(
             self,
-            TreeError::NotFound(_) | TreeError::AlreadyExists(_) | TreeError::Corrupt(_)
+            TreeError::NotFound(_)
+                | TreeError::AlreadyExists(_)
+                | TreeError::Corrupt(_)
+                | TreeError::ReplyTaken(_)
         )
     }
 }

@@ -37,7 +37,8 @@ use crate::store::LoanStore;
 pub use config::TreeConfig;
 pub use error::TreeError;
 pub use types::{
-    Applied, BlockedLoan, CommandOutcome, LiveActor, LoanRequest, TreeCounts, TreeSnapshot,
+    Applied, BlockedLoan, CommandOutcome, LiveActor, LoanRequest, RenderReply, ReplyPlan,
+    TreeCounts, TreeSnapshot,
 };
 
 use loan_actor::Look;

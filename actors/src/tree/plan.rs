@@ -96,5 +96,6 @@ pub(crate) fn commit_for(
         snapshot: plan.after.snapshot(),
         installments: InstallmentWrites::between(start.installments(), plan.after.installments()),
         events,
+        replies: Vec::new(),
     })
 }

@@ -8,15 +8,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::{LoanError, LoanEvent, LoanStatus};
-use crate::store::{EventRecord, InstallmentWrites, LoanCommit, StoreError, StoredLoan};
+use crate::core::{Loan, LoanError, LoanEvent, LoanStatus};
+use crate::store::{
+    EventRecord, InstallmentWrites, LoanCommit, ReplyRecord, StoreError, StoredLoan,
+};
 
 use super::config::{CONFLICT_BACKOFF, MAX_CONFLICT_RETRIES};
 use super::error::TreeError;
 use super::loan_actor::{Inspect, LoanActorState, NewLoan, Queued};
 use super::plan::{commit_for, event_id, plan_batch};
 use super::supervisor::SupervisorMsg;
-use super::types::{Applied, bump};
+use super::types::{Applied, LoanRequest, bump};
 
 /// How a batch attempt ended.
 enum BatchEnd {
@@ -66,16 +68,22 @@ async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
         let version = stored.version;
         let requests: Vec<_> = batch.iter().map(|queued| &queued.request).collect();
         let plan = plan_batch(&stored.loan, &requests, event_id);
-        let Some(commit) = commit_for(state.loan_id, (&stored.loan, version), &plan) else {
-            answer(batch, plan.outcomes, Arc::new(plan.after), version);
+        let Some(mut commit) = commit_for(state.loan_id, (&stored.loan, version), &plan) else {
+            answer(batch, plan.outcomes, Arc::new(plan.after), version, &[]);
             return BatchEnd::Answered;
         };
         let expected_new_version = commit.new_version();
+        let loan = Arc::new(plan.after.clone());
+        let kept = keep_replies(
+            &requests,
+            &plan.outcomes,
+            (&loan, expected_new_version),
+            &mut commit.replies,
+        );
         match commit_in_time(state, commit).await {
             Ok(new_version) => {
                 assert_eq!(new_version, expected_new_version, "store skipped a version");
                 state.counters.committed(plan.effective);
-                let loan = Arc::new(plan.after.clone());
                 if loan.is_deleted() {
                     announce_gone(state);
                 }
@@ -83,14 +91,16 @@ async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
                     loan: plan.after,
                     version: new_version,
                 });
-                answer(batch, plan.outcomes, loan, new_version);
+                answer(batch, plan.outcomes, loan, new_version, &kept);
                 return BatchEnd::Answered;
             }
             Err(StoreError::VersionConflict { .. }) if conflicts < MAX_CONFLICT_RETRIES => {
                 conflicts += 1;
                 tokio::time::sleep(CONFLICT_BACKOFF * conflicts).await;
             }
-            Err(StoreError::Duplicate { .. }) if batch.len() > 1 => {
+            Err(StoreError::Duplicate { .. } | StoreError::ReplyTaken { .. })
+                if batch.len() > 1 =>
+            {
                 return BatchEnd::RetrySingly(batch);
             }
             Err(error) => {
@@ -149,6 +159,7 @@ pub(crate) async fn create(state: &mut LoanActorState, new_loan: NewLoan) {
         snapshot: loan.snapshot(),
         installments: InstallmentWrites::All,
         events: vec![record.clone()],
+        replies: Vec::new(),
     };
     let answer = match commit_in_time(state, commit).await {
         Ok(version) => {
@@ -161,6 +172,7 @@ pub(crate) async fn create(state: &mut LoanActorState, new_loan: NewLoan) {
                 events: vec![record],
                 loan: Arc::new(loan),
                 version,
+                reply_kept: false,
             }))
         }
         Err(StoreError::VersionConflict { .. } | StoreError::Duplicate { .. }) => {
@@ -232,18 +244,57 @@ async fn in_time<T>(
     })
 }
 
+/// Renders the answers that the batch's callers asked to keep (accepted
+/// commands only: a rejection commits nothing) into `replies`; says for
+/// each command whether its answer is kept.
+fn keep_replies(
+    requests: &[&LoanRequest],
+    outcomes: &[Result<Vec<EventRecord>, LoanError>],
+    (loan, version): (&Arc<Loan>, u64),
+    replies: &mut Vec<ReplyRecord>,
+) -> Vec<bool> {
+    requests
+        .iter()
+        .zip(outcomes)
+        .map(|(request, outcome)| {
+            let (Some(plan), Ok(events)) = (&request.reply, outcome) else {
+                return false;
+            };
+            let applied = Applied {
+                events: events.clone(),
+                loan: Arc::clone(loan),
+                version,
+                reply_kept: true,
+            };
+            let Some((status, body)) = (plan.render)(&applied) else {
+                return false;
+            };
+            replies.push(ReplyRecord {
+                status,
+                body,
+                ..plan.record.clone()
+            });
+            true
+        })
+        .collect()
+}
+
+/// Answers each command of the batch; `kept` says whose answer was kept with
+/// the commit (missing: none).
 fn answer(
     batch: Vec<Queued>,
     outcomes: Vec<Result<Vec<EventRecord>, LoanError>>,
-    loan: Arc<crate::core::Loan>,
+    loan: Arc<Loan>,
     version: u64,
+    kept: &[bool],
 ) {
     assert_eq!(batch.len(), outcomes.len(), "one outcome per command");
-    for (queued, outcome) in batch.into_iter().zip(outcomes) {
+    for (index, (queued, outcome)) in batch.into_iter().zip(outcomes).enumerate() {
         let outcome = outcome.map(|events| Applied {
             events,
             loan: Arc::clone(&loan),
             version,
+            reply_kept: kept.get(index).copied().unwrap_or(false),
         });
         // The caller may have given up meanwhile; the result stands regardless.
         let _ = queued.reply.send(Ok(outcome));

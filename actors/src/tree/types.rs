@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::core::{Loan, LoanCommand, LoanError, LoanId, UserId};
-use crate::store::EventRecord;
+use crate::store::{EventRecord, ReplyRecord};
 
 /// One command for one loan, with the time it is decided at (the actor reads no clock).
 #[derive(Debug, Clone)]
@@ -20,6 +20,30 @@ pub struct LoanRequest {
     pub now: DateTime<Utc>,
     /// Who asks; `None` for the system (jobs, inbound payments).
     pub actor_id: Option<UserId>,
+    /// How to write the caller's answer into the commit, if it wants it kept.
+    pub reply: Option<ReplyPlan>,
+}
+
+/// Renders a command's answer from what it committed; `None` keeps nothing.
+pub type RenderReply = Arc<dyn Fn(&Applied) -> Option<(u16, Vec<u8>)> + Send + Sync>;
+
+/// A caller's wish to have its answer kept atomically with the command's
+/// commit: the answer is rendered from the decided outcome (the loan at its
+/// new version) and written as a [`ReplyRecord`] in the same transaction.
+#[derive(Clone)]
+pub struct ReplyPlan {
+    /// The record to write, without its status and body.
+    pub record: ReplyRecord,
+    /// Renders the status and body.
+    pub render: RenderReply,
+}
+
+impl std::fmt::Debug for ReplyPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyPlan")
+            .field("key", &self.record.key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A command that was accepted and is committed.
@@ -31,6 +55,9 @@ pub struct Applied {
     pub loan: Arc<Loan>,
     /// The loan's stored version after the commit.
     pub version: u64,
+    /// True when the answer asked for by [`LoanRequest::reply`] was written
+    /// with the commit.
+    pub reply_kept: bool,
 }
 
 /// The loan's answer: accepted and committed, or refused by the domain (nothing written).

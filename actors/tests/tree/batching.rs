@@ -1,7 +1,11 @@
 //! One command, one transaction; several queued commands, one transaction.
 
+use std::sync::Arc;
+
 use actors::core::{LoanError, LoanEvent, Money};
-use actors::tree::LoanTree;
+use actors::store::ReplyRecord;
+use actors::tree::{Applied, LoanRequest, LoanTree, ReplyPlan, TreeError};
+use uuid::Uuid;
 
 use crate::support::*;
 
@@ -162,4 +166,84 @@ async fn a_version_conflict_reloads_and_retries_without_double_applying() {
     assert!(repeat.events.is_empty());
     assert_eq!(repeat.version, 4);
     assert_eq!(store.version(loan), 4);
+}
+
+/// A payment whose answer (`"<version>"`, status 201) is to be kept under `key`.
+fn keyed_payment(n: u128, amount: &str, key: &str) -> LoanRequest {
+    let mut request = payment(n, amount);
+    request.reply = Some(ReplyPlan {
+        record: ReplyRecord {
+            user_id: Uuid::from_u128(7),
+            key: key.into(),
+            route: "POST /payments".into(),
+            body_hash: "hash".into(),
+            claimed_at: now(),
+            status: 0,
+            body: Vec::new(),
+        },
+        render: Arc::new(|applied: &Applied| Some((201, applied.version.to_string().into_bytes()))),
+    });
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kept_answer_commits_with_its_command_and_a_taken_key_fails_alone() {
+    let store = FakeStore::new();
+    let tree = start(&store).await;
+    let loan = loan_id(1);
+    approved_loan(&tree, loan).await;
+
+    // Hold a first payment so the next three share one batch behind it.
+    let hold = store.hold(loan);
+    let first = tokio::spawn({
+        let tree = tree.clone();
+        async move { tree.execute(loan, payment(1, "1.00")).await }
+    });
+    hold.entered.notified().await;
+    store.unhold(loan);
+    let queued = tokio::spawn({
+        let tree = tree.clone();
+        async move {
+            tokio::join!(
+                tree.execute(loan, keyed_payment(2, "2.00", "k")),
+                tree.execute(loan, keyed_payment(3, "5.00", "k")),
+                tree.execute(loan, payment(4, "3.00")),
+            )
+        }
+    });
+    let tree_for_poll = tree.clone();
+    eventually(100, || {
+        let tree = tree_for_poll.clone();
+        async move { tree.snapshot().await.unwrap().live[0].queued == 4 }
+    })
+    .await;
+    hold.gate.add_permits(1);
+
+    assert!(!accepted(first.await.unwrap()).reply_kept);
+    let (kept, taken, plain) = queued.await.unwrap();
+    let kept = accepted(kept);
+    assert!(
+        kept.reply_kept,
+        "the keyed payment's answer went with its commit"
+    );
+    let taken = taken.expect_err("the second use of the key is refused");
+    assert!(
+        matches!(taken, TreeError::ReplyTaken(id) if id == loan),
+        "{taken:?}"
+    );
+    assert!(!taken.is_transient(), "a taken key is not worth retrying");
+    assert!(!accepted(plain).reply_kept);
+
+    let replies = store.replies.lock().unwrap().clone();
+    assert_eq!(replies.len(), 1);
+    let reply = &replies[&(Uuid::from_u128(7), "k".to_string())];
+    assert_eq!(reply.status, 201);
+    assert_eq!(
+        reply.body,
+        kept.version.to_string().into_bytes(),
+        "rendered at the committed version"
+    );
+    let row = store.row(loan).unwrap();
+    assert_eq!(row.loan.payments().len(), 3, "payment 3 was not applied");
+    assert_eq!(row.loan.figures(today()).total_paid, usd("6.00"));
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use actors::core::{
     Currency, Loan, LoanCommand, LoanId, LoanTerms, Money, PaymentId, Rate, TermMonths, UserId,
 };
-use actors::store::{BoxFuture, EventRecord, LoanCommit, LoanStore, StoreError, StoredLoan};
+use actors::store::{
+    BoxFuture, EventRecord, LoanCommit, LoanStore, ReplyRecord, StoreError, StoredLoan,
+};
 use actors::tree::{Applied, LoanRequest, LoanTree, TreeConfig};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use tokio::sync::{Notify, Semaphore};
@@ -38,6 +40,8 @@ pub struct FakeStore {
     pub loads: AtomicUsize,
     holds: Mutex<HashMap<LoanId, Arc<Hold>>>,
     bump_once: Mutex<HashSet<LoanId>>,
+    /// Kept answers by (user, key), as the edge's idempotency table holds them.
+    pub replies: Mutex<HashMap<(Uuid, String), ReplyRecord>>,
 }
 
 impl FakeStore {
@@ -90,6 +94,19 @@ impl FakeStore {
                 loan_id,
                 expected: commit.expected_version,
             });
+        }
+        let mut replies = self.replies.lock().unwrap();
+        let mut keys = HashSet::new();
+        for reply in &commit.replies {
+            let key = (reply.user_id, reply.key.clone());
+            if replies.contains_key(&key) || !keys.insert(key) {
+                return Err(StoreError::ReplyTaken {
+                    key: reply.key.clone(),
+                });
+            }
+        }
+        for reply in &commit.replies {
+            replies.insert((reply.user_id, reply.key.clone()), reply.clone());
         }
         let new_version = commit.new_version();
         let loan = Loan::restore(commit.snapshot).expect("a valid snapshot");
@@ -169,6 +186,7 @@ pub fn request(command: LoanCommand) -> LoanRequest {
         today: today(),
         now: now(),
         actor_id: None,
+        reply: None,
     }
 }
 

@@ -4,7 +4,7 @@ use actors::core::{
     Currency, GraceDays, Loan, LoanCommand, LoanId, LoanTerms, Money, Rate, RepaymentMethod,
     TermMonths, UserId,
 };
-use actors::tree::{Applied, LoanRequest, TreeError};
+use actors::tree::{Applied, CommandOutcome, LoanRequest, RenderReply, ReplyPlan, TreeError};
 use salvo::prelude::*;
 use uuid::Uuid;
 
@@ -30,6 +30,7 @@ pub(super) fn new_id(depot: &Depot, principal: Principal, kind: &str) -> Uuid {
         Ok(IdempotencyKey {
             key,
             first_claimed_at,
+            ..
         }) => {
             use sha2::Digest;
             let digest =
@@ -51,24 +52,58 @@ pub(super) async fn execute(
     command: LoanCommand,
     now: Now,
 ) -> Result<Applied, ApiError> {
+    let outcome = send(state, principal, loan_id, (command, now), None).await;
+    outcome.map_err(tree_failure)?.map_err(rejection)
+}
+
+/// Runs `command` as [`execute`] does, and on a route that keeps answers
+/// with their commit ([`crate::http::idempotency::idempotent_in_commit`])
+/// hands the actor `render`, so the answer is kept in the command's own
+/// transaction. `render` must make the bytes the handler answers with.
+pub(super) async fn execute_keeping(
+    depot: &Depot,
+    (state, principal): (&AppState, Principal),
+    loan_id: LoanId,
+    (command, now): (LoanCommand, Now),
+    render: RenderReply,
+) -> Result<Applied, ApiError> {
+    let reply = IdempotencyKey::reply_plan(depot, render);
+    let outcome = send(state, principal, loan_id, (command, now), reply).await;
+    IdempotencyKey::note(depot, &outcome);
+    match outcome {
+        Err(TreeError::ReplyTaken(_)) => Err(ApiError::Conflict(
+            "another request with this Idempotency-Key was answered first".into(),
+        )),
+        outcome => outcome.map_err(tree_failure)?.map_err(rejection),
+    }
+}
+
+async fn send(
+    state: &AppState,
+    principal: Principal,
+    loan_id: LoanId,
+    (command, now): (LoanCommand, Now),
+    reply: Option<ReplyPlan>,
+) -> Result<CommandOutcome, TreeError> {
     let label = crate::metrics::command_label(&command);
     let request = LoanRequest {
         command,
         today: now.today,
         now: now.at,
         actor_id: Some(UserId::new(principal.user_id)),
+        reply,
     };
     let started = std::time::Instant::now();
     let outcome = state.tree.execute(loan_id, request).await;
     record_command(state, label, &outcome, started);
-    outcome.map_err(tree_failure)?.map_err(rejection)
+    outcome
 }
 
 /// Times one round trip through a loan actor into `loan_command_duration_seconds`.
 fn record_command(
     state: &AppState,
     label: &'static str,
-    outcome: &Result<actors::tree::CommandOutcome, actors::tree::TreeError>,
+    outcome: &Result<CommandOutcome, TreeError>,
     started: std::time::Instant,
 ) {
     let outcome_label = match outcome {

@@ -14,11 +14,12 @@ use actors::core::{Currency, Loan, LoanId, UserId};
 use salvo::prelude::*;
 
 use crate::auth::access::{Principal, require_admin, require_staff, require_user};
+use crate::http::idempotency::idempotent_in_commit;
 use crate::http::problem::ApiError;
 use crate::http::state::AppState;
 use crate::store::loans::loan_access;
 
-/// The `/loans` and `/payments` routes.
+/// The `/loans` routes but a loan's payments (see [`payment_routers`]).
 pub fn routers() -> Vec<Router> {
     let loans = Router::with_path("loans")
         .hoop(require_user)
@@ -45,15 +46,23 @@ pub fn routers() -> Vec<Router> {
                     Router::with_path("write-off")
                         .hoop(require_admin)
                         .post(commands::write_off),
-                )
-                .push(
-                    Router::with_path("payments")
-                        .get(payments::list_for_loan)
-                        .post(payments::pay_loan),
                 ),
         );
+    vec![loans]
+}
+
+/// The payment routes: their Idempotency-Key is taken by the payment's own
+/// commit ([`idempotent_in_commit`]), so they are mounted outside the
+/// routers whose keys are claimed beforehand.
+pub fn payment_routers() -> Vec<Router> {
+    let on_loan = Router::with_path("loans/{id}/payments")
+        .hoop(require_user)
+        .hoop(idempotent_in_commit)
+        .get(payments::list_for_loan)
+        .post(payments::pay_loan);
     let payments = Router::with_path("payments")
         .hoop(require_user)
+        .hoop(idempotent_in_commit)
         .get(payments::list)
         .post(payments::pay)
         .push(
@@ -63,7 +72,7 @@ pub fn routers() -> Vec<Router> {
                     .post(payments::reverse),
             ),
         );
-    vec![loans, payments]
+    vec![on_loan, payments]
 }
 
 /// Owner and currency of `loan_id` if the caller may see it; 404 otherwise

@@ -1,12 +1,14 @@
 //! Payments: make one, list, get, reverse.
 
 use actors::core::{LoanCommand, LoanId, Money, PaymentId, UserId};
-use actors::tree::Applied;
+use std::sync::Arc;
+
+use actors::tree::{Applied, RenderReply};
 use chrono::NaiveDate;
 use salvo::prelude::*;
 use uuid::Uuid;
 
-use super::commands::{execute, new_id, refuse_own_loan};
+use super::commands::{execute_keeping, new_id, refuse_own_loan};
 use super::wire::{LoanBody, LoanPaymentRequest, Now, PaymentBody, PaymentRequest, PaymentResult};
 use super::{accessible_loan, listed_loan};
 use crate::auth::access::Principal;
@@ -82,8 +84,24 @@ async fn pay_into(
         reference: None,
         note: input.note,
     };
-    let applied = execute(&state, principal, loan_id, command, now).await?;
+    let applied = execute_keeping(
+        depot,
+        (&state, principal),
+        loan_id,
+        (command, now),
+        rendered(StatusCode::CREATED, payment_id, now),
+    )
+    .await?;
     result(&applied, payment_id, now)
+}
+
+/// Renders the answer [`result`] makes, as the handler's `Json` writes it,
+/// for the idempotency record kept with the commit.
+fn rendered(status: StatusCode, payment_id: PaymentId, now: Now) -> RenderReply {
+    Arc::new(move |applied: &Applied| {
+        let body = serde_json::to_vec(&result(applied, payment_id, now).ok()?).ok()?;
+        Some((status.as_u16(), body))
+    })
 }
 
 fn result(applied: &Applied, payment_id: PaymentId, now: Now) -> Result<PaymentResult, ApiError> {
@@ -262,12 +280,12 @@ pub async fn reverse(
         .ok_or_else(|| ApiError::NotFound("payment not found".into()))?;
     refuse_own_loan(principal, stored.user_id, "reverse a payment on")?;
     let now = Now::read(&state.clock);
-    let applied = execute(
-        &state,
-        principal,
+    let applied = execute_keeping(
+        depot,
+        (&state, principal),
         stored.loan_id,
-        LoanCommand::ReversePayment { payment_id },
-        now,
+        (LoanCommand::ReversePayment { payment_id }, now),
+        rendered(StatusCode::OK, payment_id, now),
     )
     .await?;
     Ok(Json(result(&applied, payment_id, now)?))

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use actors::core::{Installment, LoanEvent, LoanSnapshot, PaymentId, PaymentRecord};
-use actors::store::{LoanCommit, StoreError as SeamError};
+use actors::store::{LoanCommit, ReplyRecord, StoreError as SeamError};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -15,6 +15,7 @@ use super::rows::LineJson;
 use super::seam_error;
 use crate::events::loan::loan_event_outbox;
 use crate::store::batch::rows_per_statement;
+use crate::store::idempotency;
 use crate::store::outbox::{self, OutboxEvent};
 use crate::store::{Db, StoreError, Tx};
 use crate::with_tx;
@@ -107,8 +108,31 @@ pub(super) async fn commit_together(
         })
         .collect();
     outbox::insert_all(&mut tx, &events).await.map_err(fail)?;
+    keep_replies(&mut tx, &landed).await?;
     tx.commit().await.map_err(fail)?;
     Ok(outcomes)
+}
+
+/// Writes the answers the landed commits keep; a key another request took
+/// first fails the group (`ReplyTaken`), so it is retried one commit at a
+/// time and fails alone.
+async fn keep_replies(tx: &mut Tx, landed: &[&LoanCommit]) -> Result<(), SeamError> {
+    let replies: Vec<ReplyRecord> = landed
+        .iter()
+        .flat_map(|commit| commit.replies.iter().cloned())
+        .collect();
+    if replies.is_empty() {
+        return Ok(());
+    }
+    let written = idempotency::keep_all(tx, &replies)
+        .await
+        .map_err(|error| seam_error(error, landed[0].loan_id))?;
+    if written == replies.len() as u64 {
+        return Ok(());
+    }
+    Err(SeamError::ReplyTaken {
+        key: replies[0].key.clone(),
+    })
 }
 
 fn deletes_the_loan(commit: &LoanCommit) -> bool {

@@ -92,6 +92,7 @@ impl Held {
             snapshot: loan.snapshot(),
             installments: InstallmentWrites::All,
             events: records(vec![applied], on),
+            replies: Vec::new(),
         };
         assert_eq!(store.commit(commit).await.unwrap(), 1);
         Held {
@@ -120,6 +121,7 @@ impl Held {
             snapshot: next.snapshot(),
             installments: InstallmentWrites::between(self.loan.installments(), next.installments()),
             events: events.clone(),
+            replies: Vec::new(),
         };
         self.version = self.store.commit(commit).await?;
         self.loan = next;
