@@ -182,7 +182,7 @@ impl SupervisorState {
             .is_some_and(|entry| entry.actor.get_id() == actor_id);
         if let Some(entry) = is_current.then(|| self.live.remove(&loan_id)).flatten() {
             let _ = entry.actor.cast(LoanMsg::Passivate);
-            tracing::debug!(%loan_id, "loan actor stopped: its loan was deleted");
+            tracing::debug!(%loan_id, "loan actor stopped: its loan was deleted or does not exist");
         }
     }
 

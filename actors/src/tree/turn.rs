@@ -111,9 +111,10 @@ async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
     }
 }
 
-/// The loan's deletion committed: the supervisor unlists this actor and
-/// passivates it, so the next command spawns a fresh actor that finds no loan
-/// (404). Until then the kept state (deleted) refuses every command the same way.
+/// The loan's deletion committed, or there is no such loan: the supervisor
+/// unlists this actor and passivates it, so the next command spawns a fresh
+/// actor (which finds no loan: 404, unless it was created meanwhile). Until
+/// then the kept state (deleted) refuses every command the same way.
 fn announce_gone(state: &mut LoanActorState) {
     if state.gone {
         return;
@@ -208,7 +209,12 @@ async fn ensure_loaded(state: &mut LoanActorState) -> Result<(), TreeError> {
             state.loaded = Some(stored);
             Ok(())
         }
-        Ok(None) => Err(TreeError::NotFound(state.loan_id)),
+        Ok(None) => {
+            // Nothing to keep live: unlisted at once, so ids that name no
+            // loan never fill the tree (the next call starts a fresh actor).
+            announce_gone(state);
+            Err(TreeError::NotFound(state.loan_id))
+        }
         Err(error) => {
             bump(&state.counters.store_errors);
             Err(TreeError::from_store(state.loan_id, &error))

@@ -31,6 +31,31 @@ async fn creating_twice_is_refused_and_an_unknown_loan_is_not_found() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_actor_that_finds_no_loan_stops_at_once() {
+    let store = FakeStore::new();
+    let tree = start(&store).await;
+    for n in 1..=50 {
+        let unknown = tree.execute(loan_id(n), request(LoanCommand::Cancel)).await;
+        assert!(
+            matches!(unknown, Err(TreeError::NotFound(_))),
+            "{unknown:?}"
+        );
+    }
+    // Unknown ids do not fill the tree until the idle sweep: each actor
+    // that found nothing is unlisted and stopped right away.
+    let tree_for_poll = tree.clone();
+    eventually(100, || {
+        let tree = tree_for_poll.clone();
+        async move { tree.snapshot().await.unwrap().live_count == 0 }
+    })
+    .await;
+    // The loan may appear later (another instance creates it): a new actor finds it.
+    accepted(tree.create(pending_loan(loan_id(1)), now(), None).await);
+    let cancelled = accepted(tree.execute(loan_id(1), request(LoanCommand::Cancel)).await);
+    assert_eq!(cancelled.version, 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn idle_actors_are_passivated_and_reload_on_the_next_command() {
     let store = FakeStore::new();
     let tree = start(&store).await;
