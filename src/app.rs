@@ -10,7 +10,6 @@ use salvo::prelude::*;
 use salvo::server::ServerHandle;
 
 use crate::audit::consumer::AuditConsumer;
-use crate::auth::rate_limit::{EVICTION_INTERVAL, RateLimits};
 use crate::auth::tokens::TokenKeys;
 use crate::bus::BusConnection;
 use crate::bus::consumer::ConsumerTask;
@@ -18,10 +17,12 @@ use crate::bus::consumer::{BatchHandler, OneAtATime};
 use crate::bus::metered::Metered;
 use crate::bus::relay::Relay;
 use crate::clock::Clock;
+use crate::http::rate_limit::{EVICTION_INTERVAL, RateLimits};
 use crate::http::{self, state::AppState};
 use crate::inbound::{InboundPaymentHandler, InboundPayments};
 use crate::jobs::JobRunner;
 use crate::jobs::scheduler::JobScheduling;
+use crate::metrics::summary::{OPS_METRICS_SUBJECT, summary};
 use crate::notifications::consumer::{NotificationHandler, PENDING_SWEEP_INTERVAL};
 use crate::settings::Settings;
 use crate::store;
@@ -152,10 +153,7 @@ impl Application {
             standing.standing.follow_changes(standing.db.clone()).await;
         });
         let interval = self.state.settings.ops_metrics_interval;
-        let summaries = tokio::spawn(crate::metrics::summary::publish_summaries(
-            self.state.clone(),
-            interval,
-        ));
+        let summaries = tokio::spawn(publish_summaries(self.state.clone(), interval));
         let metrics_upkeep = tokio::spawn(metrics_upkeep(self.state.metrics.clone()));
         tokio::spawn(async move {
             shutdown.await;
@@ -329,5 +327,24 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}
+    }
+}
+
+/// Publishes a summary every `interval` while the app runs (nothing on the in-process bus).
+async fn publish_summaries(state: Arc<AppState>, interval: Duration) {
+    let BusConnection::Nats(nats) = &state.bus else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let summary = summary(&state.tree, &state.db, &state.clock).await;
+        if let Err(error) = nats
+            .publish_core(OPS_METRICS_SUBJECT, summary.to_string().into_bytes())
+            .await
+        {
+            tracing::debug!(%error, "ops.metrics summary not published");
+        }
     }
 }

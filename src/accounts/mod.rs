@@ -6,10 +6,9 @@ pub mod password;
 pub mod profiles;
 pub mod users;
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+pub use crate::auth::role::{Role, UnknownRole};
 
 /// A rejected account value; the message says what is wrong.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -26,55 +25,6 @@ pub enum AccountError {
     /// A profile field is not usable (the message names it).
     #[error("{0}")]
     Profile(String),
-    /// Not one of USER, MANAGER, ADMIN.
-    #[error("role must be one of USER, MANAGER, ADMIN")]
-    Role,
-}
-
-/// What a user may do. Staff = MANAGER or ADMIN.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, salvo::oapi::ToSchema,
-)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Role {
-    /// A borrower: sees and acts on their own loans only.
-    User,
-    /// Staff: approves loans, sees every loan.
-    Manager,
-    /// Staff with user administration, reversals, write-offs and the audit log.
-    Admin,
-}
-
-impl Role {
-    /// The stored and serialized spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "USER",
-            Self::Manager => "MANAGER",
-            Self::Admin => "ADMIN",
-        }
-    }
-
-    /// Parses the stored spelling.
-    pub fn parse(raw: &str) -> Result<Self, AccountError> {
-        match raw {
-            "USER" => Ok(Self::User),
-            "MANAGER" => Ok(Self::Manager),
-            "ADMIN" => Ok(Self::Admin),
-            _ => Err(AccountError::Role),
-        }
-    }
-
-    /// MANAGER or ADMIN.
-    pub fn is_staff(self) -> bool {
-        matches!(self, Self::Manager | Self::Admin)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// Longest accepted e-mail address (RFC 5321 path limit).
@@ -197,13 +147,5 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn roles_round_trip_and_reject_unknown_spellings() {
-        for role in [Role::User, Role::Manager, Role::Admin] {
-            assert_eq!(Role::parse(role.as_str()), Ok(role));
-        }
-        assert!(Role::parse("admin").is_err());
     }
 }

@@ -2,10 +2,9 @@
 //! the principal of a request with the access rules, the current standing
 //! of each caller (cached, following the session change log), and rate limits.
 
-pub mod access;
 pub mod changes;
 pub mod login_throttle;
-pub mod rate_limit;
+pub mod role;
 pub mod sessions;
 pub mod standing;
 pub mod tokens;

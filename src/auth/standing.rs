@@ -22,15 +22,17 @@ use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::changes::{self, Recent};
-use crate::accounts::Role;
+use crate::auth::role::Role;
 use crate::store::{Db, StoreError};
 use crate::with_read_pool;
 
 /// A cached entry is used only while the last successful read of the change
 /// log started less than this long ago (the cross-instance guarantee).
 pub const FRESHNESS: Duration = Duration::from_millis(750);
+/// How often stale cache entries and old change-log rows are dropped.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// Longest accepted poll interval: it must leave slack under [`FRESHNESS`].
-pub const MAX_POLL_INTERVAL: Duration = Duration::from_millis(500);
+pub const MAX_POLL_INTERVAL: Duration = crate::settings::MAX_SESSION_POLL;
 /// Each read of the change log reaches back this far before the start of
 /// the previous successful read: covers transactions that commit out of
 /// order and clock skew between instances (up to about this much).
@@ -256,7 +258,7 @@ impl StandingCache {
         loop {
             ticks.tick().await;
             self.read_changes(&db).await;
-            if last_purge.elapsed() >= super::rate_limit::EVICTION_INTERVAL {
+            if last_purge.elapsed() >= PURGE_INTERVAL {
                 last_purge = Instant::now();
                 self.evict_stale();
                 let before_ms = Utc::now().timestamp_millis() - CHANGE_RETENTION_MS;

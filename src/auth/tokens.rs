@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::accounts::Role;
+use crate::auth::role::Role;
 
 /// `iss` of every token we issue and accept.
 pub const ISSUER: &str = "loan-tracker";

@@ -42,3 +42,24 @@ pub fn redelivery_pause(delivery_count: u64, first: Duration, max: Duration) -> 
         .min(16);
     first.saturating_mul(1 << doublings).min(max)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::redelivery_pause;
+    use crate::settings::Settings;
+
+    #[test]
+    fn the_default_pending_retry_lasts_about_an_hour() {
+        let settings = Settings::from_lookup(|_| None).unwrap();
+        let retry = settings.events.pending_retry;
+        let total: Duration = (1..retry.max_attempts)
+            .map(|attempt| redelivery_pause(u64::from(attempt), retry.first_pause, retry.max_pause))
+            .sum();
+        assert!(
+            total > Duration::from_secs(1800) && total < Duration::from_secs(2 * 3600),
+            "{total:?}"
+        );
+    }
+}

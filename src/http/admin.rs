@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::problem::ApiError;
 use super::state::app_state;
-use crate::auth::access::require_admin;
+use crate::http::access::require_admin;
 
 /// The `/admin` routes (ADMIN only).
 pub fn router() -> Router {

@@ -12,7 +12,7 @@ use super::problem::ApiError;
 use super::state::app_state;
 use crate::audit::AuditEntry;
 use crate::audit::store::{self, Filter, ListError};
-use crate::auth::access::require_admin;
+use crate::http::access::require_admin;
 
 /// The `/audit-logs` routes.
 pub fn router() -> Router {

@@ -13,10 +13,10 @@ use super::users::UserBody;
 use crate::accounts::password::{self, Password};
 use crate::accounts::users::{self, NewUser, User};
 use crate::accounts::{Email, Role, Username};
-use crate::auth::access::{Principal, require_user};
-use crate::auth::rate_limit::client_ip;
 use crate::auth::sessions::{self, Rotation};
 use crate::events::envelope;
+use crate::http::access::{Principal, require_user};
+use crate::http::rate_limit::client_ip;
 use crate::store::{StoreError, outbox};
 
 /// The `/auth` routes.

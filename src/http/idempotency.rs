@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use super::body::MAX_BODY_BYTES;
 use super::problem::{ApiError, PROBLEM_JSON};
 use super::state::app_state;
-use crate::auth::access::Principal;
+use crate::http::access::Principal;
 use crate::store::idempotency::{self, Claim, KeyedRequest};
 
 /// The request header.

@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, error rendering, request logging.
 
+pub mod access;
 mod admin;
 mod audit;
 mod auth;
@@ -16,6 +17,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod problem;
 mod profile;
+pub mod rate_limit;
 pub mod request_log;
 pub mod state;
 mod users;
@@ -31,8 +33,8 @@ use self::state::{AppState, InjectState};
 /// Every route the service answers (the OpenAPI document and `/docs` included).
 pub fn router() -> Router {
     let api = Router::with_path("api/v1")
-        .hoop(crate::auth::access::authenticate)
-        .hoop(crate::auth::rate_limit::limit_requests)
+        .hoop(crate::http::access::authenticate)
+        .hoop(crate::http::rate_limit::limit_requests)
         .append(&mut loans::payment_routers())
         .push(
             Router::new()

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::pagination::{Page, path_id, store_page};
 use super::problem::ApiError;
 use super::state::app_state;
-use crate::auth::access::{Principal, require_user};
+use crate::http::access::{Principal, require_user};
 use crate::notifications::store::{self, Notification};
 
 /// The `/notifications` routes.

@@ -11,8 +11,8 @@ use super::pagination::path_id;
 use super::problem::ApiError;
 use super::state::app_state;
 use crate::accounts::profiles::{self, Profile, ProfileInput};
-use crate::auth::access::{Principal, require_user};
 use crate::date::WireDate;
+use crate::http::access::{Principal, require_user};
 
 /// The `/profile` routes.
 pub fn router() -> Router {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use salvo::prelude::*;
 
 use super::problem::ApiError;
-use crate::auth::rate_limit::RateLimits;
 use crate::auth::tokens::TokenKeys;
 use crate::bus::BusConnection;
+use crate::http::rate_limit::RateLimits;
 use crate::settings::Settings;
 use crate::store::Db;
 

@@ -12,7 +12,7 @@ use super::problem::ApiError;
 use super::state::app_state;
 use crate::accounts::Role;
 use crate::accounts::users::{self, User, UserChange};
-use crate::auth::access::{Principal, require_admin, require_user};
+use crate::http::access::{Principal, require_admin, require_user};
 
 /// The `/users` routes.
 pub fn router() -> Router {

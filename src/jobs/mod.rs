@@ -5,13 +5,13 @@
 //! actor that fires runs from cron expressions and catches up missed days.
 //! `POST /admin/jobs/{name}/run` calls the same runner.
 
+mod context;
 pub mod lock;
 mod overdue;
 mod reminders;
 mod runner;
 pub mod runs;
 pub mod scheduler;
-pub mod settings;
 
 use std::fmt;
 use std::str::FromStr;

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use uuid::Uuid;
 
 use super::JobError;
-use super::runner::{Inner, Progress};
+use super::context::{JobContext, Progress};
 use crate::notifications::store::NewNotification;
 use crate::store::StoreError;
 use crate::with_read_pool;
@@ -70,7 +70,7 @@ fn to_u64(count: usize) -> u64 {
 /// One indexed set query: loans with an installment unpaid past `as_of`
 /// (the partial index `installments_unpaid_due`), plus `OVERDUE` loans that
 /// may have caught up (`loans_status`).
-async fn candidates(runner: &Inner, as_of: NaiveDate) -> Result<Vec<Uuid>, StoreError> {
+async fn candidates(runner: &JobContext, as_of: NaiveDate) -> Result<Vec<Uuid>, StoreError> {
     Ok(with_read_pool!(&runner.db, |pool| sqlx::query_scalar(
         "select i.loan_id from installments i join loans l on l.id = i.loan_id \
          where i.unpaid_minor > 0 and i.due_date < $1 and l.status in ('APPROVED', 'OVERDUE') \
@@ -82,7 +82,7 @@ async fn candidates(runner: &Inner, as_of: NaiveDate) -> Result<Vec<Uuid>, Store
 }
 
 /// Sends one loan "assess late fees as of `as_of`", then its overdue notices.
-async fn assess(runner: &Inner, loan_id: Uuid, as_of: NaiveDate) -> Assessed {
+async fn assess(runner: &JobContext, loan_id: Uuid, as_of: NaiveDate) -> Assessed {
     let request = LoanRequest {
         command: LoanCommand::AssessLateFees { as_of },
         today: runner.clock.today(),

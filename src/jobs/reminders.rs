@@ -11,7 +11,7 @@ use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::JobError;
-use super::runner::{Inner, Progress};
+use super::context::{JobContext, Progress};
 use crate::notifications::delivery::EmailSender;
 use crate::notifications::store::{NewNotification, insert_once};
 use crate::store::StoreError;
@@ -69,7 +69,10 @@ pub(super) async fn run(progress: &mut Progress<'_>) -> Result<(), JobError> {
 
 /// Unpaid installments of `APPROVED` / `OVERDUE` loans due on `due_date`
 /// (the partial index `installments_unpaid_due`).
-async fn due_on(runner: &Inner, due_date: NaiveDate) -> Result<Vec<DueInstallment>, StoreError> {
+async fn due_on(
+    runner: &JobContext,
+    due_date: NaiveDate,
+) -> Result<Vec<DueInstallment>, StoreError> {
     Ok(with_read_pool!(&runner.db, |pool| sqlx::query_as(
         "select i.loan_id, i.seq, i.due_date, i.unpaid_minor, l.user_id, l.currency \
          from installments i join loans l on l.id = i.loan_id \
@@ -82,7 +85,12 @@ async fn due_on(runner: &Inner, due_date: NaiveDate) -> Result<Vec<DueInstallmen
 }
 
 /// Creates one reminder (once) and sends its e-mail; true if that failed.
-async fn remind(runner: &Inner, installment: &DueInstallment, kind: &str, title: &str) -> bool {
+async fn remind(
+    runner: &JobContext,
+    installment: &DueInstallment,
+    kind: &str,
+    title: &str,
+) -> bool {
     let amount = Currency::parse(&installment.currency)
         .and_then(|currency| Money::from_minor(installment.unpaid_minor, currency))
         .map_or_else(
@@ -113,7 +121,7 @@ async fn remind(runner: &Inner, installment: &DueInstallment, kind: &str, title:
 /// retries) when it is new. A crash between the two leaves the e-mail
 /// pending; the notification consumer sends pending e-mails at start.
 pub(super) async fn notify(
-    runner: &Inner,
+    runner: &JobContext,
     notification: &NewNotification,
 ) -> Result<(), StoreError> {
     if let Some(stored) = insert_once(&runner.db, notification, runner.clock.now()).await? {

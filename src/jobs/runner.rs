@@ -12,17 +12,15 @@ use actors::tree::LoanTree;
 use chrono::{Duration, NaiveDate};
 use tokio::sync::Mutex;
 
+use super::context::{JobContext, Progress, RUN_LEASE};
 use super::lock::RunLock;
 use super::runs::{self, Claim, Claimant};
-use super::settings::CronSchedule;
 use super::{JobError, JobName, RunRecord, overdue, reminders};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::settings::jobs::CronSchedule;
 use crate::store::Db;
 
-/// How long a run's claim holds without renewal; renewed after every page,
-/// so a live run never lapses and a dead one is taken over after this.
-const RUN_LEASE: Duration = Duration::minutes(10);
 /// Most days a catch-up goes back: older missed days are left to an operator
 /// (`POST /admin/jobs/{name}/run` with `as_of`).
 pub const MAX_CATCH_UP_DAYS: i64 = 31;
@@ -52,24 +50,7 @@ impl RunOutcome {
 /// What the jobs work with; cheap to clone.
 #[derive(Clone)]
 pub struct JobRunner {
-    inner: Arc<Inner>,
-}
-
-/// The shared parts every job body reads.
-pub(super) struct Inner {
-    pub(super) db: Db,
-    pub(super) tree: LoanTree,
-    pub(super) mailer: Arc<dyn Mailer>,
-    pub(super) clock: Clock,
-    pub(super) metrics: Metrics,
-    /// Loans or reminders worked on at once.
-    pub(super) parallelism: usize,
-    /// This instance, as recorded in `job_runs.owner`.
-    owner: String,
-    /// One per job in [`JobName::ALL`] order: runs of a job in this instance take turns.
-    turns: [Mutex<()>; 2],
-    /// Set by [`JobRunner::interrupt`]: runs stop after their current page.
-    stopping: AtomicBool,
+    inner: Arc<JobContext>,
 }
 
 impl JobRunner {
@@ -85,7 +66,7 @@ impl JobRunner {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
         let instance = uuid::Uuid::new_v4().simple().to_string();
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(JobContext {
                 db,
                 tree,
                 mailer,
@@ -236,33 +217,6 @@ async fn in_progress(
             errors: 0,
         }),
     })
-}
-
-/// A run in progress: what it works with and its counts so far.
-pub(super) struct Progress<'a> {
-    /// The runner's shared parts.
-    pub(super) runner: &'a Inner,
-    /// The run, counts updated as pages finish.
-    pub(super) record: RunRecord,
-}
-
-impl Progress<'_> {
-    /// Counts a finished page, logs progress, renews the lease; stops the run
-    /// if it is no longer ours or the process is stopping.
-    pub(super) async fn page_done(&mut self, processed: u64, errors: u64) -> Result<(), JobError> {
-        let (job, as_of) = (self.record.job, self.record.as_of);
-        self.record.processed += processed;
-        self.record.errors += errors;
-        tracing::info!(%job, %as_of, processed = self.record.processed, errors = self.record.errors, "job run progress");
-        let lease_until = self.runner.clock.now() + RUN_LEASE;
-        if !runs::renew(&self.runner.db, &self.record, lease_until).await? {
-            return Err(JobError::LostLease { job, as_of });
-        }
-        if self.runner.stopping.load(Ordering::SeqCst) {
-            return Err(JobError::Interrupted { job, as_of });
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tokio::task::JoinHandle;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use super::settings::{CronSchedule, JobSettings};
 use super::{JobName, JobRunner};
+use crate::settings::jobs::{CronSchedule, JobSettings};
 
 /// Scheduler re-spawns allowed before the jobs are left off (logged as an error).
 const MAX_SCHEDULER_RESTARTS: u32 = 5;

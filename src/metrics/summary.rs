@@ -1,49 +1,29 @@
-//! The periodic metrics summary on `ops.metrics` (NATS only), for operators
-//! who watch the bus rather than scrape `/metrics`.
+//! The metrics summary published on `ops.metrics` (NATS only, by the app),
+//! for operators who watch the bus rather than scrape `/metrics`.
 
-use std::sync::Arc;
-use std::time::Duration;
-
+use actors::tree::LoanTree;
 use serde_json::json;
 
 use super::scrape::{event_flow, outbox_backlog};
-use crate::bus::BusConnection;
-use crate::http::state::AppState;
+use crate::clock::Clock;
+use crate::store::Db;
 
 /// Subject of the summary (a namespace, if set, goes in front).
 pub const OPS_METRICS_SUBJECT: &str = "ops.metrics";
 
-/// Publishes a summary every `interval` while the app runs (nothing on the in-process bus).
-pub async fn publish_summaries(state: Arc<AppState>, interval: Duration) {
-    let BusConnection::Nats(nats) = &state.bus else {
-        return;
-    };
-    let mut ticks = tokio::time::interval(interval);
-    ticks.tick().await;
-    loop {
-        ticks.tick().await;
-        let summary = summary(&state).await;
-        if let Err(error) = nats
-            .publish_core(OPS_METRICS_SUBJECT, summary.to_string().into_bytes())
-            .await
-        {
-            tracing::debug!(%error, "ops.metrics summary not published");
-        }
-    }
-}
-
-async fn summary(state: &AppState) -> serde_json::Value {
-    let counts = state.tree.counts();
-    let live = state
-        .tree
+/// The summary as of now: the loan actors' counters, the outbox backlog and
+/// the event flow (a part that cannot be read is `null`).
+pub async fn summary(tree: &LoanTree, db: &Db, clock: &Clock) -> serde_json::Value {
+    let counts = tree.counts();
+    let live = tree
         .snapshot()
         .await
         .ok()
         .map(|snapshot| snapshot.live_count);
-    let backlog = outbox_backlog(&state.db).await.ok();
-    let flow = event_flow(&state.db).await.ok();
+    let backlog = outbox_backlog(db).await.ok();
+    let flow = event_flow(db).await.ok();
     json!({
-        "at": state.clock.now(),
+        "at": clock.now(),
         "loan_actors": {
             "live": live,
             "spawned": counts.spawned,

@@ -4,6 +4,7 @@
 //! explicitly to whatever needs it, never read from a global.
 
 pub mod events;
+pub mod jobs;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -132,16 +133,20 @@ pub struct Settings {
     /// How often the metrics summary goes out on `ops.metrics` when on NATS (`OPS_METRICS_INTERVAL_SECS`).
     pub ops_metrics_interval: Duration,
     /// The scheduler: cron expressions, business time zone, batch parallelism.
-    pub jobs: crate::jobs::settings::JobSettings,
+    pub jobs: jobs::JobSettings,
     /// The event flow: outbox retention, inbound retries.
     pub events: events::EventSettings,
 }
 
-/// `SESSION_POLL_MS`: at most the standing cache's limit, which keeps slack
-/// under its one-second guarantee.
+/// Longest accepted `SESSION_POLL_MS`: it must leave slack under the
+/// standing cache's freshness limit (`auth::standing::FRESHNESS`, 750 ms),
+/// which keeps its one-second guarantee.
+pub const MAX_SESSION_POLL: Duration = Duration::from_millis(500);
+
+/// `SESSION_POLL_MS`: at most [`MAX_SESSION_POLL`].
 fn parse_session_poll(vars: &Vars<'_>) -> Result<Duration, SettingsError> {
     let interval = vars.millis("SESSION_POLL_MS", 250)?;
-    let max = crate::auth::standing::MAX_POLL_INTERVAL;
+    let max = MAX_SESSION_POLL;
     if interval > max {
         return Err(invalid(
             "SESSION_POLL_MS",
@@ -194,7 +199,7 @@ impl Settings {
                 why: "with DATABASE_URL set, instances must share one signing key",
             });
         }
-        let jobs = crate::jobs::settings::JobSettings::from_lookup(&lookup)?;
+        let jobs = jobs::JobSettings::from_lookup(&lookup)?;
         let vars = Vars(&get);
         Ok(Self {
             jobs,

@@ -13,7 +13,7 @@ pub use reads::list_for;
 use actors::core::{Currency, Loan, LoanId, UserId};
 use salvo::prelude::*;
 
-use crate::auth::access::{Principal, require_admin, require_staff, require_user};
+use crate::http::access::{Principal, require_admin, require_staff, require_user};
 use crate::http::idempotency::idempotent_in_commit;
 use crate::http::problem::ApiError;
 use crate::http::state::AppState;

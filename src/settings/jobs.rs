@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
-use crate::settings::{SettingsError, invalid};
+use super::{SettingsError, invalid};
 
 /// Default `REMINDER_CRON`: every day at 06:00 in the business time zone.
 pub const DEFAULT_REMINDER_CRON: &str = "0 0 6 * * *";

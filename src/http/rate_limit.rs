@@ -11,7 +11,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use salvo::prelude::*;
 
 use super::access::Principal;
-use super::login_throttle::LoginThrottle;
+use crate::auth::login_throttle::LoginThrottle;
 use crate::http::problem::ApiError;
 use crate::http::state::app_state;
 
