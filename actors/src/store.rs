@@ -16,7 +16,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Why a load or a commit failed.
 #[derive(Debug, Error)]
-pub enum StoreError {
+pub enum LoanStoreError {
     /// Another writer committed first: the stored version is not the expected one.
     /// The actor reloads and retries a bounded number of times.
     #[error("loan {loan_id} changed concurrently (expected version {expected:?})")]
@@ -112,7 +112,7 @@ impl InstallmentWrites {
 /// The answer a caller asked to be kept with the commit that produced it, so
 /// that a repeat of its request is answered from the store (the edge's
 /// `Idempotency-Key`). The commit writes it atomically with the loan; if the
-/// key already has an answer the commit fails with [`StoreError::ReplyTaken`].
+/// key already has an answer the commit fails with [`LoanStoreError::ReplyTaken`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplyRecord {
     /// Whose key it is.
@@ -160,11 +160,11 @@ impl LoanCommit {
 /// Storage of loans as the actors see it.
 pub trait LoanStore: Send + Sync + 'static {
     /// Loads a loan, `None` if there is no such loan.
-    fn load(&self, loan_id: LoanId) -> BoxFuture<'_, Result<Option<StoredLoan>, StoreError>>;
+    fn load(&self, loan_id: LoanId) -> BoxFuture<'_, Result<Option<StoredLoan>, LoanStoreError>>;
 
     /// Writes the commit atomically: the loan row with a version check
     /// (`where version = expected`), the installments it changed, the
     /// payments it created or changed, and one outbox row per event; never
     /// more rows or statements because the loan is long or has history. Returns the new version. Nothing is written on error.
-    fn commit(&self, commit: LoanCommit) -> BoxFuture<'_, Result<u64, StoreError>>;
+    fn commit(&self, commit: LoanCommit) -> BoxFuture<'_, Result<u64, LoanStoreError>>;
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use actors::core::{
     Currency, LoanCommand, LoanId, LoanStatus, LoanTerms, Money, PaymentId, Rate, TermMonths,
 };
-use actors::store::{InstallmentWrites, LoanCommit, LoanStore, StoreError as SeamError};
+use actors::store::{InstallmentWrites, LoanCommit, LoanStore, LoanStoreError};
 use loan_tracker::store::Db;
 use loan_tracker::store::loans::{self, LoanFilter, PaymentFilter};
 use loan_tracker::store::page::PageRequest;
@@ -135,7 +135,7 @@ async fn a_stale_version_conflicts_and_writes_nothing(db: Db) {
     assert!(
         matches!(
             error,
-            SeamError::VersionConflict {
+            LoanStoreError::VersionConflict {
                 expected: Some(1),
                 ..
             }
@@ -170,7 +170,10 @@ async fn a_stale_version_conflicts_and_writes_nothing(db: Db) {
     };
     let error = held.store.commit(again).await.unwrap_err();
     assert!(
-        matches!(error, SeamError::VersionConflict { expected: None, .. }),
+        matches!(
+            error,
+            LoanStoreError::VersionConflict { expected: None, .. }
+        ),
         "{error:?}"
     );
     held.assert_stored().await;
@@ -205,7 +208,10 @@ async fn a_reused_payment_reference_is_a_duplicate_and_writes_nothing(db: Db) {
         )
         .await
         .unwrap_err();
-    assert!(matches!(error, SeamError::Duplicate { .. }), "{error:?}");
+    assert!(
+        matches!(error, LoanStoreError::Duplicate { .. }),
+        "{error:?}"
+    );
     held.assert_stored().await;
     let loan_id = held.loan.loan_id();
     assert_eq!(
@@ -264,7 +270,10 @@ async fn a_payment_id_used_on_another_loan_is_a_duplicate(db: Db) {
         note: None,
     };
     let error = second.try_run(reused, date(2024, 1, 20)).await.unwrap_err();
-    assert!(matches!(error, SeamError::Duplicate { .. }), "{error:?}");
+    assert!(
+        matches!(error, LoanStoreError::Duplicate { .. }),
+        "{error:?}"
+    );
     second.assert_stored().await;
 }
 
@@ -522,7 +531,7 @@ async fn only_loans_that_never_moved_money_are_deleted(db: Db) {
         .await
         .unwrap_err();
     assert!(
-        matches!(error, SeamError::VersionConflict { .. }),
+        matches!(error, LoanStoreError::VersionConflict { .. }),
         "{error:?}"
     );
 }
@@ -556,7 +565,7 @@ async fn concurrent_commits_from_one_version_land_exactly_once(db: Db) {
         match outcome.unwrap() {
             Ok(racer) => winners.push(racer),
             Err(error) => assert!(
-                matches!(error, SeamError::VersionConflict { .. }),
+                matches!(error, LoanStoreError::VersionConflict { .. }),
                 "{error:?}"
             ),
         }
@@ -694,7 +703,7 @@ async fn commits_of_many_loans_share_a_transaction_and_fail_alone(db: Db) {
     assert!(
         matches!(
             conflict,
-            Err(SeamError::VersionConflict {
+            Err(LoanStoreError::VersionConflict {
                 expected: Some(1),
                 ..
             })
@@ -741,7 +750,7 @@ async fn commits_of_many_loans_share_a_transaction_and_fail_alone(db: Db) {
     for (index, outcome) in outcomes.iter().enumerate() {
         if index == 1 {
             assert!(
-                matches!(outcome, Err(SeamError::Duplicate { .. })),
+                matches!(outcome, Err(LoanStoreError::Duplicate { .. })),
                 "{outcome:?}"
             );
         } else {

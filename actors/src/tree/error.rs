@@ -5,7 +5,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::core::LoanId;
-use crate::store::StoreError;
+use crate::store::LoanStoreError;
 
 /// Why a call into the tree failed. Business rejections are not here: they travel
 /// as `Ok(Err(LoanError))` in a [`super::CommandOutcome`].
@@ -73,11 +73,11 @@ pub enum TreeError {
 
 impl TreeError {
     /// Maps a store error met while loading or committing `loan_id`.
-    pub(crate) fn from_store(loan_id: LoanId, error: &StoreError) -> TreeError {
+    pub(crate) fn from_store(loan_id: LoanId, error: &LoanStoreError) -> TreeError {
         match error {
-            StoreError::Corrupt { .. } => TreeError::Corrupt(loan_id),
-            StoreError::VersionConflict { .. } => TreeError::Contended(loan_id),
-            StoreError::ReplyTaken { .. } => TreeError::ReplyTaken(loan_id),
+            LoanStoreError::Corrupt { .. } => TreeError::Corrupt(loan_id),
+            LoanStoreError::VersionConflict { .. } => TreeError::Contended(loan_id),
+            LoanStoreError::ReplyTaken { .. } => TreeError::ReplyTaken(loan_id),
             other => TreeError::Store(other.to_string()),
         }
     }

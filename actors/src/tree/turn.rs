@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::core::{Loan, LoanError, LoanEvent, LoanStatus};
 use crate::store::{
-    EventRecord, InstallmentWrites, LoanCommit, ReplyRecord, StoreError, StoredLoan,
+    EventRecord, InstallmentWrites, LoanCommit, LoanStoreError, ReplyRecord, StoredLoan,
 };
 
 use super::config::{CONFLICT_BACKOFF, MAX_CONFLICT_RETRIES};
@@ -94,11 +94,11 @@ async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
                 answer(batch, plan.outcomes, loan, new_version, &kept);
                 return BatchEnd::Answered;
             }
-            Err(StoreError::VersionConflict { .. }) if conflicts < MAX_CONFLICT_RETRIES => {
+            Err(LoanStoreError::VersionConflict { .. }) if conflicts < MAX_CONFLICT_RETRIES => {
                 conflicts += 1;
                 tokio::time::sleep(CONFLICT_BACKOFF * conflicts).await;
             }
-            Err(StoreError::Duplicate { .. } | StoreError::ReplyTaken { .. })
+            Err(LoanStoreError::Duplicate { .. } | LoanStoreError::ReplyTaken { .. })
                 if batch.len() > 1 =>
             {
                 return BatchEnd::RetrySingly(batch);
@@ -176,7 +176,7 @@ pub(crate) async fn create(state: &mut LoanActorState, new_loan: NewLoan) {
                 reply_kept: false,
             }))
         }
-        Err(StoreError::VersionConflict { .. } | StoreError::Duplicate { .. }) => {
+        Err(LoanStoreError::VersionConflict { .. } | LoanStoreError::Duplicate { .. }) => {
             Err(TreeError::AlreadyExists(state.loan_id))
         }
         Err(error) => Err(TreeError::from_store(state.loan_id, &error)),
@@ -225,12 +225,15 @@ async fn ensure_loaded(state: &mut LoanActorState) -> Result<(), TreeError> {
 /// Commits within the store timeout. On any failure the in-memory state is dropped:
 /// after a conflict it is stale, after anything else it may be (a timed-out commit
 /// may still have landed), so the next turn reloads it.
-async fn commit_in_time(state: &mut LoanActorState, commit: LoanCommit) -> Result<u64, StoreError> {
+async fn commit_in_time(
+    state: &mut LoanActorState,
+    commit: LoanCommit,
+) -> Result<u64, LoanStoreError> {
     let result = in_time(state.store_timeout, state.store.commit(commit)).await;
     if let Err(error) = &result {
         state.loaded = None;
         match error {
-            StoreError::VersionConflict { .. } => bump(&state.counters.version_conflicts),
+            LoanStoreError::VersionConflict { .. } => bump(&state.counters.version_conflicts),
             _ => bump(&state.counters.store_errors),
         }
         tracing::debug!(loan_id = %state.loan_id, %error, "loan commit failed");
@@ -241,10 +244,10 @@ async fn commit_in_time(state: &mut LoanActorState, commit: LoanCommit) -> Resul
 /// Runs a store call with a time limit; running out is a backend failure.
 async fn in_time<T>(
     limit: Duration,
-    call: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
+    call: impl Future<Output = Result<T, LoanStoreError>>,
+) -> Result<T, LoanStoreError> {
     tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-        Err(StoreError::Backend(
+        Err(LoanStoreError::Backend(
             format!("store call took longer than {limit:?}").into(),
         ))
     })

@@ -9,7 +9,7 @@ use actors::core::{
     Currency, Loan, LoanCommand, LoanId, LoanTerms, Money, PaymentId, Rate, TermMonths, UserId,
 };
 use actors::store::{
-    BoxFuture, EventRecord, LoanCommit, LoanStore, ReplyRecord, StoreError, StoredLoan,
+    BoxFuture, EventRecord, LoanCommit, LoanStore, LoanStoreError, ReplyRecord, StoredLoan,
 };
 use actors::tree::{Applied, LoanRequest, LoanTree, TreeConfig};
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
@@ -80,7 +80,7 @@ impl FakeStore {
         self.bump_once.lock().unwrap().insert(loan_id);
     }
 
-    fn write(&self, commit: LoanCommit) -> Result<u64, StoreError> {
+    fn write(&self, commit: LoanCommit) -> Result<u64, LoanStoreError> {
         let loan_id = commit.loan_id;
         let mut rows = self.rows.lock().unwrap();
         if self.bump_once.lock().unwrap().remove(&loan_id) {
@@ -90,7 +90,7 @@ impl FakeStore {
         }
         let current = rows.get(&loan_id).map(|row| row.version);
         if current != commit.expected_version {
-            return Err(StoreError::VersionConflict {
+            return Err(LoanStoreError::VersionConflict {
                 loan_id,
                 expected: commit.expected_version,
             });
@@ -100,7 +100,7 @@ impl FakeStore {
         for reply in &commit.replies {
             let key = (reply.user_id, reply.key.clone());
             if replies.contains_key(&key) || !keys.insert(key) {
-                return Err(StoreError::ReplyTaken {
+                return Err(LoanStoreError::ReplyTaken {
                     key: reply.key.clone(),
                 });
             }
@@ -124,7 +124,7 @@ impl FakeStore {
 }
 
 impl LoanStore for FakeStore {
-    fn load(&self, loan_id: LoanId) -> BoxFuture<'_, Result<Option<StoredLoan>, StoreError>> {
+    fn load(&self, loan_id: LoanId) -> BoxFuture<'_, Result<Option<StoredLoan>, LoanStoreError>> {
         Box::pin(async move {
             self.loads.fetch_add(1, Ordering::Relaxed);
             tokio::task::yield_now().await;
@@ -135,7 +135,7 @@ impl LoanStore for FakeStore {
         })
     }
 
-    fn commit(&self, commit: LoanCommit) -> BoxFuture<'_, Result<u64, StoreError>> {
+    fn commit(&self, commit: LoanCommit) -> BoxFuture<'_, Result<u64, LoanStoreError>> {
         Box::pin(async move {
             let hold = self.holds.lock().unwrap().get(&commit.loan_id).cloned();
             if let Some(hold) = hold {

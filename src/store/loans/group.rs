@@ -12,7 +12,7 @@
 //! The queue needs no bound: each loan actor has at most one commit in
 //! flight, so it never holds more than the live actors.
 
-use actors::store::{LoanCommit, StoreError as SeamError};
+use actors::store::{LoanCommit, LoanStoreError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::write;
@@ -24,7 +24,7 @@ pub const MAX_GROUP: usize = 128;
 /// A commit waiting for its group, and where to send its outcome.
 struct Waiting {
     commit: LoanCommit,
-    answer: oneshot::Sender<Result<u64, SeamError>>,
+    answer: oneshot::Sender<Result<u64, LoanStoreError>>,
 }
 
 /// The handle actors commit through; cheap to clone.
@@ -51,7 +51,7 @@ impl GroupCommitter {
     }
 
     /// Writes `commit` with whatever else is ready; returns its new version.
-    pub async fn commit(&self, commit: LoanCommit) -> Result<u64, SeamError> {
+    pub async fn commit(&self, commit: LoanCommit) -> Result<u64, LoanStoreError> {
         let (answer, outcome) = oneshot::channel();
         self.queue
             .send(Waiting { commit, answer })
@@ -60,8 +60,8 @@ impl GroupCommitter {
     }
 }
 
-fn stopped() -> SeamError {
-    SeamError::Backend(Box::new(StoreError::Corrupt(
+fn stopped() -> LoanStoreError {
+    LoanStoreError::Backend(Box::new(StoreError::Corrupt(
         "the loan committer has stopped".into(),
     )))
 }

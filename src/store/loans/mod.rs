@@ -18,7 +18,7 @@ pub use queries::{
 };
 
 use actors::core::{Loan, LoanId, UserId};
-use actors::store::{BoxFuture, LoanCommit, LoanStore, StoreError as SeamError, StoredLoan};
+use actors::store::{BoxFuture, LoanCommit, LoanStore, LoanStoreError, StoredLoan};
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -53,7 +53,7 @@ impl SqlLoanStore {
 }
 
 impl LoanStore for SqlLoanStore {
-    fn load(&self, loan_id: LoanId) -> BoxFuture<'_, Result<Option<StoredLoan>, SeamError>> {
+    fn load(&self, loan_id: LoanId) -> BoxFuture<'_, Result<Option<StoredLoan>, LoanStoreError>> {
         Box::pin(async move {
             let view = get_loan(&self.db, loan_id)
                 .await
@@ -65,17 +65,17 @@ impl LoanStore for SqlLoanStore {
         })
     }
 
-    fn commit(&self, commit: LoanCommit) -> BoxFuture<'_, Result<u64, SeamError>> {
+    fn commit(&self, commit: LoanCommit) -> BoxFuture<'_, Result<u64, LoanStoreError>> {
         Box::pin(self.committer.commit(commit))
     }
 }
 
 /// The one conversion from the adapter's error to the seam's.
-fn seam_error(error: StoreError, loan_id: LoanId) -> SeamError {
+fn seam_error(error: StoreError, loan_id: LoanId) -> LoanStoreError {
     match error {
-        StoreError::Duplicate { constraint } => SeamError::Duplicate { what: constraint },
-        StoreError::Corrupt(reason) => SeamError::Corrupt { loan_id, reason },
-        other => SeamError::Backend(Box::new(other)),
+        StoreError::Duplicate { constraint } => LoanStoreError::Duplicate { what: constraint },
+        StoreError::Corrupt(reason) => LoanStoreError::Corrupt { loan_id, reason },
+        other => LoanStoreError::Backend(Box::new(other)),
     }
 }
 

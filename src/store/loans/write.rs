@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use actors::core::{Installment, LoanEvent, LoanSnapshot, PaymentId, PaymentRecord};
-use actors::store::{LoanCommit, ReplyRecord, StoreError as SeamError};
+use actors::store::{LoanCommit, LoanStoreError, ReplyRecord};
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -65,7 +65,7 @@ impl RowFigures {
 pub(super) async fn commit_together(
     db: &Db,
     commits: &[&LoanCommit],
-) -> Result<Vec<Result<u64, SeamError>>, SeamError> {
+) -> Result<Vec<Result<u64, LoanStoreError>>, LoanStoreError> {
     let Some(first) = commits.first() else {
         return Ok(Vec::new());
     };
@@ -85,7 +85,7 @@ pub(super) async fn commit_together(
             landed.push(commit);
             outcomes.push(Ok(commit.new_version()));
         } else {
-            outcomes.push(Err(SeamError::VersionConflict {
+            outcomes.push(Err(LoanStoreError::VersionConflict {
                 loan_id: commit.loan_id,
                 expected: commit.expected_version,
             }));
@@ -116,7 +116,7 @@ pub(super) async fn commit_together(
 /// Writes the answers the landed commits keep; a key another request took
 /// first fails the group (`ReplyTaken`), so it is retried one commit at a
 /// time and fails alone.
-async fn keep_replies(tx: &mut Tx, landed: &[&LoanCommit]) -> Result<(), SeamError> {
+async fn keep_replies(tx: &mut Tx, landed: &[&LoanCommit]) -> Result<(), LoanStoreError> {
     let replies: Vec<ReplyRecord> = landed
         .iter()
         .flat_map(|commit| commit.replies.iter().cloned())
@@ -130,7 +130,7 @@ async fn keep_replies(tx: &mut Tx, landed: &[&LoanCommit]) -> Result<(), SeamErr
     if written == replies.len() as u64 {
         return Ok(());
     }
-    Err(SeamError::ReplyTaken {
+    Err(LoanStoreError::ReplyTaken {
         key: replies[0].key.clone(),
     })
 }
@@ -156,7 +156,7 @@ fn is_plain_update(commit: &LoanCommit) -> bool {
 async fn update_loan_rows_together(
     tx: &mut Tx,
     commits: &[&LoanCommit],
-) -> Result<Option<UpdatedTogether>, SeamError> {
+) -> Result<Option<UpdatedTogether>, LoanStoreError> {
     let Tx::Postgres(tx) = tx else {
         return Ok(None);
     };
@@ -244,7 +244,7 @@ struct UpdateColumns {
 }
 
 impl UpdateColumns {
-    fn push(&mut self, commit: &LoanCommit) -> Result<(), SeamError> {
+    fn push(&mut self, commit: &LoanCommit) -> Result<(), LoanStoreError> {
         let versions = RowVersions::of(commit)?;
         let snapshot = &commit.snapshot;
         let figures = RowFigures::of(snapshot);
@@ -274,7 +274,7 @@ struct RowVersions {
 }
 
 impl RowVersions {
-    fn of(commit: &LoanCommit) -> Result<RowVersions, SeamError> {
+    fn of(commit: &LoanCommit) -> Result<RowVersions, LoanStoreError> {
         let as_i64 = |version: u64| {
             i64::try_from(version).map_err(|_| {
                 seam_error(
@@ -300,7 +300,7 @@ impl RowVersions {
 /// the `payments` foreign key refuses a loan that moved money — the core
 /// never deletes one), or updates it. False when the row was not as
 /// expected (another writer got there first).
-async fn write_loan_row(tx: &mut Tx, commit: &LoanCommit) -> Result<bool, SeamError> {
+async fn write_loan_row(tx: &mut Tx, commit: &LoanCommit) -> Result<bool, LoanStoreError> {
     let loan_id = commit.loan_id;
     let RowVersions { expected, new, now } = RowVersions::of(commit)?;
     let written = match expected {
@@ -503,7 +503,7 @@ struct NewPayment<'a> {
 /// Inserts the payments the commits created (a reused id or reference is
 /// `Duplicate`) and rewrites the allocation and reversal of changed ones,
 /// from the snapshots.
-async fn write_payments(tx: &mut Tx, commits: &[&LoanCommit]) -> Result<(), SeamError> {
+async fn write_payments(tx: &mut Tx, commits: &[&LoanCommit]) -> Result<(), LoanStoreError> {
     let mut created_rows = Vec::new();
     for commit in commits {
         let (created, changed) = touched_payments(commit.events.iter().map(|record| &record.event));
@@ -530,7 +530,7 @@ async fn write_payments(tx: &mut Tx, commits: &[&LoanCommit]) -> Result<(), Seam
     insert_payments(tx, &created_rows)
         .await
         .map_err(|error| match error {
-            StoreError::Duplicate { constraint } => SeamError::Duplicate {
+            StoreError::Duplicate { constraint } => LoanStoreError::Duplicate {
                 what: format!("payment id or reference ({constraint})"),
             },
             other => seam_error(other, commits[0].loan_id),

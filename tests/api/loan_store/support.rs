@@ -5,9 +5,7 @@ use actors::core::{
     Currency, GraceDays, Loan, LoanCommand, LoanEvent, LoanId, LoanTerms, Money, PaymentId, Rate,
     RepaymentMethod, TermMonths, UserId,
 };
-use actors::store::{
-    EventRecord, InstallmentWrites, LoanCommit, LoanStore, StoreError as SeamError,
-};
+use actors::store::{EventRecord, InstallmentWrites, LoanCommit, LoanStore, LoanStoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use loan_tracker::accounts::users::{self, NewUser};
 use loan_tracker::accounts::{Email, Role, Username};
@@ -107,7 +105,7 @@ impl Held {
         &mut self,
         command: LoanCommand,
         today: NaiveDate,
-    ) -> Result<Vec<EventRecord>, SeamError> {
+    ) -> Result<Vec<EventRecord>, LoanStoreError> {
         let mut next = self.loan.clone();
         let events = next.decide(&command, today).expect("command accepted");
         for event in &events {
