@@ -59,7 +59,7 @@ impl Application {
             .await
             .with_context(|| format!("binding HTTP_ADDR {}", settings.http_addr))?;
         let addr = acceptor.local_addr().context("reading the bound address")?;
-        let secret = crate::secret::jwt_secret(&settings)?;
+        let secret = crate::auth::signing_key::jwt_secret(&settings)?;
         // One clock for everything: "today" in the business time zone.
         let clock = clock.in_timezone(settings.jobs.business_timezone);
         let tree = LoanTree::start(

@@ -19,7 +19,6 @@ pub mod jobs;
 pub mod mailer;
 pub mod metrics;
 pub mod notifications;
-pub mod secret;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

@@ -23,7 +23,7 @@ pub fn from_settings(settings: &Settings) -> anyhow::Result<Arc<dyn Mailer>> {
         .map_err(|error| anyhow::anyhow!("MAIL_FROM: {error}"))?;
     match &settings.smtp_url {
         Some(url) => {
-            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
                 .map_err(|error| anyhow::anyhow!("SMTP_URL: {error}"))?
                 .timeout(Some(SEND_TIMEOUT))
                 .build();

@@ -6,5 +6,6 @@ pub mod changes;
 pub mod login_throttle;
 pub mod role;
 pub mod sessions;
+pub mod signing_key;
 pub mod standing;
 pub mod tokens;

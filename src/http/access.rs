@@ -176,3 +176,20 @@ pub async fn require_admin(
         ctrl.skip_rest();
     }
 }
+
+/// Hoop: counts the request against its user (or IP when anonymous); 429 over the limit.
+#[handler]
+pub async fn limit_requests(
+    req: &mut Request,
+    depot: &mut Depot,
+    res: &mut Response,
+    ctrl: &mut FlowCtrl,
+) {
+    let user = Principal::of(depot).ok().map(|principal| principal.user_id);
+    let verdict =
+        app_state(depot).and_then(|state| state.rate_limits.check_request(user, client_ip(req)));
+    if let Err(error) = verdict {
+        error.write(req, depot, res).await;
+        ctrl.skip_rest();
+    }
+}

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod auth;
 pub mod body;
+mod catcher;
 mod dead_letters;
 mod headers;
 mod health;
@@ -34,7 +35,7 @@ use self::state::{AppState, InjectState};
 pub fn router() -> Router {
     let api = Router::with_path("api/v1")
         .hoop(crate::http::access::authenticate)
-        .hoop(crate::http::rate_limit::limit_requests)
+        .hoop(crate::http::access::limit_requests)
         .append(&mut loans::payment_routers())
         .push(
             Router::new()
@@ -69,5 +70,5 @@ pub fn service(state: Arc<AppState>) -> Service {
         .hoop(salvo::size_limiter::max_size(body::MAX_BODY_BYTES as u64))
         .hoop(InjectState(state))
         .hoop(salvo::catch_panic::CatchPanic::new())
-        .catcher(Catcher::default().hoop(problem::catch_errors))
+        .catcher(Catcher::default().hoop(catcher::catch_errors))
 }

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use salvo::prelude::*;
+use uuid::Uuid;
 
-use super::access::Principal;
 use crate::auth::login_throttle::LoginThrottle;
 use crate::http::problem::ApiError;
-use crate::http::state::app_state;
 
 /// How often idle limiter keys are evicted.
 pub const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -21,7 +20,7 @@ pub const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
 /// Who a request counts against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Caller {
-    User(uuid::Uuid),
+    User(Uuid),
     Ip(IpAddr),
 }
 
@@ -56,6 +55,15 @@ impl RateLimits {
         self.login_per_ip.retain_recent();
         self.login_per_ip.shrink_to_fit();
         self.failed_logins.evict_idle(Instant::now());
+    }
+
+    /// Counts an API request against its signed-in `user`, or against the
+    /// client address `ip` when anonymous; 429 over the limit.
+    pub fn check_request(&self, user: Option<Uuid>, ip: IpAddr) -> Result<(), ApiError> {
+        let caller = user.map_or(Caller::Ip(ip), Caller::User);
+        self.general
+            .check_key(&caller)
+            .map_err(|not_until| too_many(&not_until))
     }
 
     /// Counts a request against the address `ip` (an anonymous caller, or
@@ -116,29 +124,4 @@ pub fn client_ip(req: &Request) -> IpAddr {
                 .map(|addr| IpAddr::V6(*addr.ip()))
         })
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
-}
-
-/// Hoop: counts the request against its user (or IP when anonymous); 429 over the limit.
-#[handler]
-pub async fn limit_requests(
-    req: &mut Request,
-    depot: &mut Depot,
-    res: &mut Response,
-    ctrl: &mut FlowCtrl,
-) {
-    let caller = match Principal::of(depot) {
-        Ok(principal) => Caller::User(principal.user_id),
-        Err(_) => Caller::Ip(client_ip(req)),
-    };
-    let verdict = app_state(depot).and_then(|state| {
-        state
-            .rate_limits
-            .general
-            .check_key(&caller)
-            .map_err(|not_until| too_many(&not_until))
-    });
-    if let Err(error) = verdict {
-        error.write(req, depot, res).await;
-        ctrl.skip_rest();
-    }
 }

@@ -6,6 +6,7 @@
 pub mod events;
 pub mod jobs;
 mod parse;
+mod secret;
 #[cfg(test)]
 mod tests;
 
@@ -15,6 +16,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
+
+pub use self::secret::Secret;
 
 pub(crate) use self::parse::invalid;
 use self::parse::{
@@ -52,8 +55,8 @@ pub enum DatabaseSettings {
     },
     /// A PostgreSQL server, given as a `postgres://` URL.
     Postgres {
-        /// The full connection URL (may hold a password: never log it).
-        url: String,
+        /// The full connection URL (may hold a password: redacted in `Debug`).
+        url: Secret,
     },
 }
 
@@ -62,7 +65,7 @@ impl DatabaseSettings {
     pub fn redacted(&self) -> String {
         match self {
             Self::Sqlite { path } => format!("sqlite file {}", path.display()),
-            Self::Postgres { url } => match url::Url::parse(url) {
+            Self::Postgres { url } => match url::Url::parse(url.expose()) {
                 Ok(parsed) => format!(
                     "postgres at {}:{}",
                     parsed.host_str().unwrap_or("localhost"),
@@ -103,11 +106,11 @@ pub struct Settings {
     /// `None` uses the names of SPEC §5 as they are.
     pub nats_namespace: Option<String>,
     /// SMTP server URL (`SMTP_URL`); `None` writes `.eml` files under `DATA_DIR/mail`.
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<Secret>,
     /// Sender address of every e-mail (`MAIL_FROM`).
     pub mail_from: String,
     /// HS256 key for access tokens (`JWT_SECRET`); `None` means "generate and keep one under `DATA_DIR`".
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     /// Log format (`LOG_FORMAT`).
     pub log_format: LogFormat,
     /// API requests per minute per user, or per IP when anonymous (`RATE_LIMIT_PER_MIN`).
@@ -184,9 +187,9 @@ impl Settings {
             },
             Some(url) => parse_database_url(&url)?,
         };
-        let jwt_secret = get("JWT_SECRET");
+        let jwt_secret = get("JWT_SECRET").map(Secret::from);
         if let Some(secret) = &jwt_secret
-            && secret.len() < MIN_JWT_SECRET_BYTES
+            && secret.expose().len() < MIN_JWT_SECRET_BYTES
         {
             return Err(invalid(
                 "JWT_SECRET",
@@ -217,7 +220,7 @@ impl Settings {
                 .map(parse_nats_namespace)
                 .transpose()?,
             smtp_url: get("SMTP_URL")
-                .map(|url| parse_scheme("SMTP_URL", url, &["smtp", "smtps"]))
+                .map(|url| parse_scheme("SMTP_URL", url, &["smtp", "smtps"]).map(Secret::from))
                 .transpose()?,
             mail_from: parse_mail_from(get("MAIL_FROM"))?,
             log_format: parse_log_format(get("LOG_FORMAT"))?,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{DatabaseSettings, LogFormat, SettingsError};
+use super::{DatabaseSettings, LogFormat, Secret, SettingsError};
 
 /// Typed reads of the (already blank-filtered) variables.
 pub(super) struct Vars<'a>(pub(super) &'a dyn Fn(&str) -> Option<String>);
@@ -82,7 +82,7 @@ pub(super) fn parse_database_url(url: &str) -> Result<DatabaseSettings, Settings
     let parsed = url::Url::parse(url).map_err(|error| invalid(name, error.to_string()))?;
     match parsed.scheme() {
         "postgres" | "postgresql" => Ok(DatabaseSettings::Postgres {
-            url: url.to_owned(),
+            url: Secret::from(url),
         }),
         "sqlite" => {
             let path = url

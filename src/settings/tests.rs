@@ -67,3 +67,30 @@ fn redacted_database_never_shows_the_password() {
         "{shown}"
     );
 }
+
+#[test]
+fn debug_of_the_settings_shows_no_secret() {
+    let jwt = "a-signing-key-of-thirty-two-bytes-or-more";
+    let settings = settings(&[
+        (
+            "DATABASE_URL",
+            "postgres://app:db-pass-123@db.example:5432/loans",
+        ),
+        ("SMTP_URL", "smtp://mailer:smtp-pass-456@mail.example:587"),
+        ("JWT_SECRET", jwt),
+    ])
+    .expect("valid settings");
+    let shown = format!("{settings:?}");
+    for secret in ["db-pass-123", "smtp-pass-456", jwt] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("[redacted]"), "{shown}");
+    let DatabaseSettings::Postgres { url } = &settings.database else {
+        panic!("a postgres URL gives postgres settings");
+    };
+    assert_eq!(
+        url.expose(),
+        "postgres://app:db-pass-123@db.example:5432/loans"
+    );
+    assert_eq!(settings.jwt_secret.as_ref().map(Secret::expose), Some(jwt));
+}

@@ -25,9 +25,9 @@ pub async fn connect(settings: &Settings) -> Result<Db, StoreError> {
         DatabaseSettings::Sqlite { path } => {
             Db::Sqlite(open_sqlite(path, settings.db_max_connections).await?)
         }
-        DatabaseSettings::Postgres { url } => {
-            Db::Postgres(PostgresDb::new(open_postgres(url, settings).await?))
-        }
+        DatabaseSettings::Postgres { url } => Db::Postgres(PostgresDb::new(
+            open_postgres(url.expose(), settings).await?,
+        )),
     };
     migrate(&db).await?;
     Ok(db)

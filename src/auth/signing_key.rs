@@ -16,19 +16,19 @@ const GENERATED_SECRET_BYTES: usize = 32;
 /// The generated key could not be read or written.
 #[derive(Debug, Error)]
 #[error("JWT secret file {path}: {source}")]
-pub struct SecretError {
+pub struct SigningKeyError {
     path: String,
     #[source]
     source: std::io::Error,
 }
 
 /// Returns the configured key, or the one kept under `DATA_DIR` (creating it on first run).
-pub fn jwt_secret(settings: &Settings) -> Result<Vec<u8>, SecretError> {
+pub fn jwt_secret(settings: &Settings) -> Result<Vec<u8>, SigningKeyError> {
     if let Some(secret) = &settings.jwt_secret {
-        return Ok(secret.as_bytes().to_vec());
+        return Ok(secret.expose().as_bytes().to_vec());
     }
     let path = settings.data_dir.join(SECRET_FILE);
-    let wrap = |source| SecretError {
+    let wrap = |source| SigningKeyError {
         path: path.display().to_string(),
         source,
     };
