@@ -22,8 +22,8 @@ use crate::http::{self, state::AppState};
 use crate::inbound::{InboundPaymentHandler, InboundPayments};
 use crate::jobs::JobRunner;
 use crate::jobs::scheduler::JobScheduling;
-use crate::metrics::summary::{OPS_METRICS_SUBJECT, summary};
 use crate::notifications::consumer::{NotificationHandler, PENDING_SWEEP_INTERVAL};
+use crate::ops::summary::{OPS_METRICS_SUBJECT, summary};
 use crate::settings::Settings;
 use crate::store;
 use crate::store::loans::SqlLoanStore;
@@ -84,7 +84,7 @@ impl Application {
                 settings.rate_limit_per_min,
                 settings.login_rate_limit_per_min,
             ),
-            standing: crate::auth::standing::StandingCache::new(settings.session_poll_interval),
+            standing: crate::accounts::standing::StandingCache::new(settings.session_poll_interval),
             refresh_ttl: chrono::Duration::from_std(settings.refresh_token_ttl)
                 .context("REFRESH_TOKEN_TTL_DAYS is too large")?,
             tree,

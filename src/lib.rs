@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod mailer;
 pub mod metrics;
 pub mod notifications;
+pub mod ops;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

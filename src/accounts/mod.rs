@@ -4,6 +4,7 @@ pub mod admin;
 pub mod hash_pool;
 pub mod password;
 pub mod profiles;
+pub mod standing;
 pub mod users;
 
 use thiserror::Error;

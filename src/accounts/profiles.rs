@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::AccountError;
 use crate::store::{Db, StoreError};
-use crate::{with_pool, with_read_pool};
+use crate::store::{with_pool, with_read_pool};
 
 /// Name length bounds, in characters.
 const NAME_CHARS: std::ops::RangeInclusive<usize> = 1..=100;
@@ -140,11 +140,12 @@ fn check_birth_date(born: NaiveDate, today: NaiveDate) -> Result<(), AccountErro
 pub async fn get(db: &Db, user_id: Uuid) -> Result<Option<Profile>, StoreError> {
     Ok(with_read_pool!(db, |pool| {
         sqlx::query_as(
-        "select user_id, first_name, last_name, address, phone_number, date_of_birth, updated_at from profiles where user_id = $1"
-    )
-    .bind(user_id)
-    .fetch_optional(pool)
-    .await
+            "select user_id, first_name, last_name, address, phone_number, date_of_birth, \
+             updated_at from profiles where user_id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
     })?)
 }
 
@@ -152,22 +153,23 @@ pub async fn get(db: &Db, user_id: Uuid) -> Result<Option<Profile>, StoreError> 
 pub async fn put(db: &Db, profile: &Profile) -> Result<(), StoreError> {
     with_pool!(db, |pool| {
         sqlx::query(
-        "insert into profiles (user_id, first_name, last_name, address, phone_number, date_of_birth, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7) \
-         on conflict (user_id) do update set first_name = excluded.first_name, last_name = excluded.last_name, \
-         address = excluded.address, phone_number = excluded.phone_number, \
-         date_of_birth = excluded.date_of_birth, updated_at = excluded.updated_at"
-    )
-    .bind(profile.user_id)
-    .bind(&profile.first_name)
-    .bind(&profile.last_name)
-    .bind(&profile.address)
-    .bind(&profile.phone_number)
-    .bind(profile.date_of_birth)
-    .bind(profile.updated_at)
-    .execute(pool)
-    .await
-    .map(drop)
+            "insert into profiles (user_id, first_name, last_name, address, phone_number, \
+             date_of_birth, updated_at) values ($1, $2, $3, $4, $5, $6, $7) \
+             on conflict (user_id) do update \
+             set first_name = excluded.first_name, last_name = excluded.last_name, \
+             address = excluded.address, phone_number = excluded.phone_number, \
+             date_of_birth = excluded.date_of_birth, updated_at = excluded.updated_at",
+        )
+        .bind(profile.user_id)
+        .bind(&profile.first_name)
+        .bind(&profile.last_name)
+        .bind(&profile.address)
+        .bind(&profile.phone_number)
+        .bind(profile.date_of_birth)
+        .bind(profile.updated_at)
+        .execute(pool)
+        .await
+        .map(drop)
     })?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use super::{Email, Role, Username};
 use crate::events::envelope;
 use crate::store::page::{Page, PageRequest, into_page};
 use crate::store::{Db, StoreError, Tx, outbox};
-use crate::{with_read_pool, with_tx};
+use crate::store::{with_read_pool, with_tx};
 
 /// An account as the API shows it (never the password hash).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -97,19 +97,19 @@ pub async fn create(db: &Db, new_user: NewUser, now: DateTime<Utc>) -> Result<Us
     let mut tx = db.begin().await?;
     with_tx!(&mut tx, |conn| {
         sqlx::query(
-        "insert into users (id, email, username, password_hash, role, active, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $7)"
-    )
-    .bind(id)
-    .bind(new_user.email.as_str())
-    .bind(new_user.username.as_str())
-    .bind(&new_user.password_hash)
-    .bind(new_user.role.as_str())
-    .bind(true)
-    .bind(now)
-    .execute(conn)
-    .await
-    .map(drop)
+            "insert into users (id, email, username, password_hash, role, active, created_at, \
+             updated_at) values ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(id)
+        .bind(new_user.email.as_str())
+        .bind(new_user.username.as_str())
+        .bind(&new_user.password_hash)
+        .bind(new_user.role.as_str())
+        .bind(true)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(drop)
     })?;
     let data = json!({ "email": new_user.email.as_str(), "username": new_user.username.as_str(), "role": new_user.role });
     outbox::insert(

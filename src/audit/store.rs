@@ -12,7 +12,7 @@ use super::entry::{AuditEntry, GENESIS_HASH, NewEntry};
 use crate::store::batch::rows_per_statement;
 use crate::store::page::{Page, PageRequest, into_page};
 use crate::store::{Db, StoreError, Tx};
-use crate::{with_read_pool, with_tx};
+use crate::store::{with_read_pool, with_tx};
 
 /// Entries read per query while verifying.
 const VERIFY_PAGE: i64 = 500;
@@ -251,8 +251,8 @@ pub async fn list(
         }
     };
     let sql = format!(
-        "select {ENTRY_COLUMNS} from audit_log \
-         where seq < $1 and ($2 is null or actor = $2) and ($3 is null or action = $3) \
+        "select {ENTRY_COLUMNS} from audit_log where seq < $1 \
+         and ($2 is null or actor = $2) and ($3 is null or action = $3) \
          and ($4 is null or entity_id = $4) and ($5 is null or occurred_at >= $5) \
          and ($6 is null or occurred_at < $6) order by seq desc limit $7"
     );

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::store::{Db, StoreError, Tx};
-use crate::{with_pool, with_read_pool, with_tx};
+use crate::store::{with_pool, with_read_pool, with_tx};
 
 /// Most rows one read returns; a burst beyond it drops the whole cache
 /// instead (see [`Recent::Overflow`]).

@@ -7,5 +7,4 @@ pub mod login_throttle;
 pub mod role;
 pub mod sessions;
 pub mod signing_key;
-pub mod standing;
 pub mod tokens;

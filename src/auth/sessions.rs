@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::changes;
 use crate::store::{Db, StoreError};
-use crate::with_tx;
+use crate::store::{with_read_pool, with_tx};
 
 /// Bytes of randomness in a refresh token.
 const TOKEN_BYTES: usize = 32;
@@ -83,17 +83,18 @@ async fn insert(
 ) -> Result<(), StoreError> {
     with_tx!(tx, |conn| {
         sqlx::query(
-        "insert into refresh_tokens (id, family_id, user_id, token_hash, issued_at, expires_at) values ($1, $2, $3, $4, $5, $6)"
-    )
-    .bind(Uuid::now_v7())
-    .bind(family_id)
-    .bind(user_id)
-    .bind(hash(token))
-    .bind(now)
-    .bind(expires_at)
-    .execute(conn)
-    .await
-    .map(drop)
+            "insert into refresh_tokens (id, family_id, user_id, token_hash, issued_at, \
+             expires_at) values ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(family_id)
+        .bind(user_id)
+        .bind(hash(token))
+        .bind(now)
+        .bind(expires_at)
+        .execute(conn)
+        .await
+        .map(drop)
     })?;
     Ok(())
 }
@@ -108,6 +109,20 @@ struct TokenRow {
     revoked_at: Option<DateTime<Utc>>,
 }
 
+/// Whether the session (refresh family) `family_id` of `user_id` still has
+/// an unrevoked token.
+pub async fn is_live(db: &Db, user_id: Uuid, family_id: Uuid) -> Result<bool, StoreError> {
+    const SQL: &str = "select exists (select 1 from refresh_tokens \
+        where family_id = $1 and user_id = $2 and revoked_at is null)";
+    Ok(with_read_pool!(db, |pool| {
+        sqlx::query_scalar(SQL)
+            .bind(family_id)
+            .bind(user_id)
+            .fetch_one(pool)
+            .await
+    })?)
+}
+
 /// Exchanges `presented` for a new token of the same family, in one transaction.
 pub async fn rotate(
     db: &Db,
@@ -118,11 +133,12 @@ pub async fn rotate(
     let mut tx = db.begin().await?;
     let row: Option<TokenRow> = with_tx!(&mut tx, |conn| {
         sqlx::query_as(
-        "select id, family_id, user_id, expires_at, used_at, revoked_at from refresh_tokens where token_hash = $1"
-    )
-    .bind(hash(presented))
-    .fetch_optional(conn)
-    .await
+            "select id, family_id, user_id, expires_at, used_at, revoked_at \
+             from refresh_tokens where token_hash = $1",
+        )
+        .bind(hash(presented))
+        .fetch_optional(conn)
+        .await
     })?;
     let Some(row) = row else {
         return Ok(Rotation::Invalid);
@@ -141,13 +157,14 @@ pub async fn rotate(
     // token lose the race and count as reuse.
     let marked = with_tx!(&mut tx, |conn| {
         sqlx::query(
-        "update refresh_tokens set used_at = $1 where id = $2 and used_at is null and revoked_at is null"
-    )
-    .bind(now)
-    .bind(row.id)
-    .execute(conn)
-    .await
-    .map(|done| done.rows_affected())
+            "update refresh_tokens set used_at = $1 where id = $2 and used_at is null \
+             and revoked_at is null",
+        )
+        .bind(now)
+        .bind(row.id)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
     })?;
     if marked == 0 {
         revoke_family_in(&mut tx, row.family_id, row.user_id, now).await?;
@@ -207,8 +224,9 @@ pub async fn logout(
 ) -> Result<bool, StoreError> {
     let mut tx = db.begin().await?;
     let revoked = with_tx!(&mut tx, |conn| sqlx::query(
-        "update refresh_tokens set revoked_at = $1 where revoked_at is null and family_id in \
-         (select family_id from refresh_tokens where token_hash = $2 and user_id = $3)"
+        "update refresh_tokens set revoked_at = $1 where revoked_at is null \
+         and family_id in (select family_id from refresh_tokens where token_hash = $2 \
+         and user_id = $3)"
     )
     .bind(now)
     .bind(hash(presented))

@@ -11,13 +11,13 @@ use uuid::Uuid;
 
 use super::rate_limit::client_ip;
 use crate::accounts::Role;
-use crate::auth::standing::Verdict;
+use crate::accounts::standing::Verdict;
 use crate::http::problem::ApiError;
 use crate::http::state::{AppState, app_state};
 
 /// The authenticated caller of a request, as they stand *now*: the role is
 /// the user's current one (not the token's), the user is active and the
-/// session live ([`crate::auth::standing`]).
+/// session live ([`crate::accounts::standing`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {
     /// The user's id.

@@ -46,8 +46,7 @@ impl Handler for RecordHttp {
 #[handler]
 pub async fn metrics(depot: &mut Depot, res: &mut Response) -> Result<(), ApiError> {
     let state = app_state(depot)?;
-    crate::metrics::scrape::refresh(&state.metrics, &state.tree, &state.db, state.clock.now())
-        .await;
+    crate::ops::scrape::refresh(&state.metrics, &state.tree, &state.db, state.clock.now()).await;
     res.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
     res.write_body(state.metrics.render())

@@ -24,7 +24,7 @@ pub struct AppState {
     /// Rate limiters.
     pub rate_limits: RateLimits,
     /// Users' current role, active flag and live sessions (cached).
-    pub standing: crate::auth::standing::StandingCache,
+    pub standing: crate::accounts::standing::StandingCache,
     /// Lifetime of a refresh token.
     pub refresh_ttl: chrono::Duration,
     /// Sends e-mail (SMTP or `.eml` files).

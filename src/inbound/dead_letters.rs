@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::store::page::{Page, PageRequest, into_page};
 use crate::store::{Db, StoreError};
-use crate::{with_pool, with_read_pool};
+use crate::store::{with_pool, with_read_pool};
 
 /// A dead letter as stored.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -74,26 +74,36 @@ pub async fn record(
 ) -> Result<(), StoreError> {
     with_pool!(db, |pool| {
         sqlx::query(
-        "insert into inbound_dead_letters (id, external_ref, payload, reason, received_at, payload_digest) \
-         values ($1, $2, $3, $4, $5, $6) on conflict (payload_digest) do nothing"
-    )
-    .bind(Uuid::now_v7())
-    .bind(external_ref)
-    .bind(payload)
-    .bind(reason)
-    .bind(now)
-    .bind(digest(payload))
-    .execute(pool)
-    .await
-    .map(drop)
+            "insert into inbound_dead_letters (id, external_ref, payload, reason, \
+             received_at, payload_digest) values ($1, $2, $3, $4, $5, $6) \
+             on conflict (payload_digest) do nothing",
+        )
+        .bind(Uuid::now_v7())
+        .bind(external_ref)
+        .bind(payload)
+        .bind(reason)
+        .bind(now)
+        .bind(digest(payload))
+        .execute(pool)
+        .await
+        .map(drop)
     })?;
     Ok(())
+}
+
+/// How many inbound messages have been dead-lettered (all instances).
+pub async fn count(db: &Db) -> Result<i64, StoreError> {
+    const SQL: &str = "select count(*) from inbound_dead_letters";
+    Ok(with_read_pool!(db, |pool| {
+        sqlx::query_scalar(SQL).fetch_one(pool).await
+    })?)
 }
 
 /// One page of dead letters, newest first.
 pub async fn list(db: &Db, page: PageRequest) -> Result<Page<DeadLetter>, StoreError> {
     let sql = format!(
-        "select {COLUMNS} from inbound_dead_letters where ($1 is null or id < $1) order by id desc limit $2"
+        "select {COLUMNS} from inbound_dead_letters where ($1 is null or id < $1) \
+         order by id desc limit $2"
     );
     let rows: Vec<DeadLetter> =
         with_read_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -125,15 +135,16 @@ pub async fn record_replay(
 ) -> Result<Option<DeadLetter>, StoreError> {
     with_pool!(db, |pool| {
         sqlx::query(
-        "update inbound_dead_letters set replayed_at = $1, replay_outcome = $2, replay_detail = $3 where id = $4"
-    )
-    .bind(now)
-    .bind(outcome.as_str())
-    .bind(detail)
-    .bind(id)
-    .execute(pool)
-    .await
-    .map(drop)
+            "update inbound_dead_letters set replayed_at = $1, replay_outcome = $2, \
+             replay_detail = $3 where id = $4",
+        )
+        .bind(now)
+        .bind(outcome.as_str())
+        .bind(detail)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(drop)
     })?;
     find(db, id).await
 }

@@ -15,8 +15,7 @@ use uuid::Uuid;
 use super::JobError;
 use super::context::{JobContext, Progress};
 use crate::notifications::store::NewNotification;
-use crate::store::StoreError;
-use crate::with_read_pool;
+use crate::store::loans::overdue_candidates;
 
 /// Loans dispatched between two progress records (and lease renewals).
 const PAGE_SIZE: usize = 500;
@@ -40,7 +39,7 @@ enum Assessed {
 pub(super) async fn run(progress: &mut Progress<'_>) -> Result<(), JobError> {
     let runner = progress.runner;
     let as_of = progress.record.as_of;
-    let candidates = candidates(runner, as_of).await?;
+    let candidates = overdue_candidates(&runner.db, as_of).await?;
     tracing::info!(%as_of, candidates = candidates.len(), "overdue: candidate loans found");
     for page in candidates.chunks(PAGE_SIZE) {
         // Built eagerly: a lazy `map` closure here trips the `Send` check of spawned runs.
@@ -65,20 +64,6 @@ pub(super) async fn run(progress: &mut Progress<'_>) -> Result<(), JobError> {
 
 fn to_u64(count: usize) -> u64 {
     u64::try_from(count).unwrap_or(u64::MAX)
-}
-
-/// One indexed set query: loans with an installment unpaid past `as_of`
-/// (the partial index `installments_unpaid_due`), plus `OVERDUE` loans that
-/// may have caught up (`loans_status`).
-async fn candidates(runner: &JobContext, as_of: NaiveDate) -> Result<Vec<Uuid>, StoreError> {
-    Ok(with_read_pool!(&runner.db, |pool| sqlx::query_scalar(
-        "select i.loan_id from installments i join loans l on l.id = i.loan_id \
-         where i.unpaid_minor > 0 and i.due_date < $1 and l.status in ('APPROVED', 'OVERDUE') \
-         union select id from loans where status = 'OVERDUE' order by 1"
-    )
-    .bind(as_of)
-    .fetch_all(pool)
-    .await)?)
 }
 
 /// Sends one loan "assess late fees as of `as_of`", then its overdue notices.

@@ -5,9 +5,8 @@
 //! reruns and catch-ups never send twice.
 
 use actors::core::{Currency, Money};
-use chrono::{Duration, NaiveDate};
+use chrono::Duration;
 use futures::StreamExt;
-use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::JobError;
@@ -15,7 +14,7 @@ use super::context::{JobContext, Progress};
 use crate::notifications::delivery::EmailSender;
 use crate::notifications::store::{NewNotification, insert_once};
 use crate::store::StoreError;
-use crate::with_read_pool;
+use crate::store::loans::{DueInstallment, installments_due_on};
 
 /// Installments handled between two progress records (and lease renewals).
 const PAGE_SIZE: usize = 500;
@@ -28,24 +27,13 @@ const REMINDERS: [(i64, &str, &str); 2] = [
     (1, "reminder.due_tomorrow", "Payment due tomorrow"),
 ];
 
-/// An unpaid installment due on a reminder day.
-#[derive(Debug, FromRow)]
-struct DueInstallment {
-    loan_id: Uuid,
-    seq: i32,
-    due_date: NaiveDate,
-    unpaid_minor: i64,
-    user_id: Uuid,
-    currency: String,
-}
-
 /// Runs the reminders for `progress.record.as_of`.
 pub(super) async fn run(progress: &mut Progress<'_>) -> Result<(), JobError> {
     let runner = progress.runner;
     let as_of = progress.record.as_of;
     for (days_before, kind, title) in REMINDERS {
         let due_date = as_of + Duration::days(days_before);
-        let due = due_on(runner, due_date).await?;
+        let due = installments_due_on(&runner.db, due_date).await?;
         tracing::info!(%as_of, %due_date, kind, installments = due.len(), "payment-reminders: installments due");
         for page in due.chunks(PAGE_SIZE) {
             // Built eagerly: a lazy `map` closure here trips the `Send` check of spawned runs.
@@ -65,23 +53,6 @@ pub(super) async fn run(progress: &mut Progress<'_>) -> Result<(), JobError> {
         }
     }
     Ok(())
-}
-
-/// Unpaid installments of `APPROVED` / `OVERDUE` loans due on `due_date`
-/// (the partial index `installments_unpaid_due`).
-async fn due_on(
-    runner: &JobContext,
-    due_date: NaiveDate,
-) -> Result<Vec<DueInstallment>, StoreError> {
-    Ok(with_read_pool!(&runner.db, |pool| sqlx::query_as(
-        "select i.loan_id, i.seq, i.due_date, i.unpaid_minor, l.user_id, l.currency \
-         from installments i join loans l on l.id = i.loan_id \
-         where i.due_date = $1 and i.unpaid_minor > 0 and l.status in ('APPROVED', 'OVERDUE') \
-         order by i.loan_id, i.seq"
-    )
-    .bind(due_date)
-    .fetch_all(pool)
-    .await)?)
 }
 
 /// Creates one reminder (once) and sends its e-mail; true if that failed.

@@ -11,7 +11,7 @@ use super::{JobName, RunRecord};
 use crate::events::envelope_with_id;
 use crate::store::outbox::{self, OutboxEvent};
 use crate::store::{Db, StoreError, Tx};
-use crate::{with_read_pool, with_tx};
+use crate::store::{with_read_pool, with_tx};
 
 /// Namespace of the per-run aggregate id, so the relay keeps a run's
 /// `job.started` before its `job.finished`.
@@ -90,17 +90,17 @@ pub async fn claim(
     let mut tx = db.begin().await?;
     let inserted = with_tx!(&mut tx, |conn| {
         sqlx::query(
-        "insert into job_runs (job, as_of, owner, started_at, lease_until) values ($1, $2, $3, $4, $5) \
-         on conflict (job, as_of) do nothing"
-    )
-    .bind(job.as_str())
-    .bind(as_of)
-    .bind(claimant.owner)
-    .bind(claimant.now)
-    .bind(claimant.lease_until)
-    .execute(conn)
-    .await
-    .map(|done| done.rows_affected())
+            "insert into job_runs (job, as_of, owner, started_at, lease_until) \
+             values ($1, $2, $3, $4, $5) on conflict (job, as_of) do nothing",
+        )
+        .bind(job.as_str())
+        .bind(as_of)
+        .bind(claimant.owner)
+        .bind(claimant.now)
+        .bind(claimant.lease_until)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
     })?;
     if inserted == 0 {
         let existing = fetch_in(&mut tx, job, as_of).await?;
@@ -135,19 +135,20 @@ async fn take_over(
 ) -> Result<bool, StoreError> {
     let updated = with_tx!(tx, |conn| {
         sqlx::query(
-        "update job_runs set owner = $1, started_at = $2, lease_until = $3, processed = 0, errors = 0 \
-         where job = $4 and as_of = $5 and finished_at is null and owner = $6 and lease_until = $7"
-    )
-    .bind(claimant.owner)
-    .bind(claimant.now)
-    .bind(claimant.lease_until)
-    .bind(&existing.job)
-    .bind(existing.as_of)
-    .bind(&existing.owner)
-    .bind(existing.lease_until)
-    .execute(conn)
-    .await
-    .map(|done| done.rows_affected())
+            "update job_runs set owner = $1, started_at = $2, lease_until = $3, \
+             processed = 0, errors = 0 where job = $4 and as_of = $5 \
+             and finished_at is null and owner = $6 and lease_until = $7",
+        )
+        .bind(claimant.owner)
+        .bind(claimant.now)
+        .bind(claimant.lease_until)
+        .bind(&existing.job)
+        .bind(existing.as_of)
+        .bind(&existing.owner)
+        .bind(existing.lease_until)
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
     })?;
     Ok(updated == 1)
 }
@@ -159,9 +160,9 @@ pub async fn renew(
     record: &RunRecord,
     lease_until: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let updated = crate::with_pool!(db, |pool| sqlx::query(
-        "update job_runs set lease_until = $1, processed = $2, errors = $3 \
-         where job = $4 and as_of = $5 and owner = $6 and finished_at is null"
+    let updated = crate::store::with_pool!(db, |pool| sqlx::query(
+        "update job_runs set lease_until = $1, processed = $2, errors = $3 where job = $4 \
+         and as_of = $5 and owner = $6 and finished_at is null"
     )
     .bind(lease_until)
     .bind(i64::try_from(record.processed).unwrap_or(i64::MAX))
@@ -183,8 +184,8 @@ pub async fn finish(db: &Db, record: &RunRecord) -> Result<bool, StoreError> {
         .expect("finish is given a finished record");
     let mut tx = db.begin().await?;
     let updated = with_tx!(&mut tx, |conn| sqlx::query(
-        "update job_runs set finished_at = $1, processed = $2, errors = $3 \
-         where job = $4 and as_of = $5 and owner = $6 and finished_at is null"
+        "update job_runs set finished_at = $1, processed = $2, errors = $3 where job = $4 \
+         and as_of = $5 and owner = $6 and finished_at is null"
     )
     .bind(finished_at)
     .bind(i64::try_from(record.processed).unwrap_or(i64::MAX))
@@ -218,11 +219,12 @@ pub async fn get(db: &Db, job: JobName, as_of: NaiveDate) -> Result<Option<RunRe
 pub async fn last_finished(db: &Db, job: JobName) -> Result<Option<NaiveDate>, StoreError> {
     Ok(with_read_pool!(db, |pool| {
         sqlx::query_scalar(
-        "select as_of from job_runs where job = $1 and finished_at is not null order by as_of desc limit 1"
-    )
-    .bind(job.as_str())
-    .fetch_optional(pool)
-    .await
+            "select as_of from job_runs where job = $1 and finished_at is not null \
+             order by as_of desc limit 1",
+        )
+        .bind(job.as_str())
+        .fetch_optional(pool)
+        .await
     })?)
 }
 

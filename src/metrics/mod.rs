@@ -4,11 +4,9 @@
 //! one process, and each must see only its own numbers. Events are recorded
 //! into this app's recorder with [`Metrics::record`]; values that already live
 //! elsewhere (actor counters, outbox, pools) are read at scrape time by
-//! [`scrape::refresh`]. `GET /metrics` renders the result.
+//! [`crate::ops::scrape::refresh`]. `GET /metrics` renders the result.
 
 pub mod names;
-pub mod scrape;
-pub mod summary;
 
 use std::sync::Arc;
 use std::time::Duration;

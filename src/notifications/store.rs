@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::store::batch::rows_per_statement;
 use crate::store::page::{Page, PageRequest, into_page};
 use crate::store::{Db, StoreError};
-use crate::{with_pool, with_read_pool, with_tx};
+use crate::store::{with_pool, with_read_pool, with_tx};
 
 /// A notification as stored and shown.
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
@@ -100,7 +100,8 @@ pub async fn insert_new(
     for chunk in candidates.chunks(INSERT_CHUNK) {
         let ids: Vec<Uuid> = with_tx!(&mut tx, |conn| {
             let mut insert = sqlx::QueryBuilder::new(
-                "insert into notifications (id, user_id, event_id, kind, title, body, created_at, email_status) ",
+                "insert into notifications (id, user_id, event_id, kind, title, body, \
+                 created_at, email_status) ",
             );
             insert.push_values(chunk, |mut row, notification| {
                 row.push_bind(notification.id)
@@ -135,15 +136,16 @@ pub async fn claim_email(
 ) -> Result<bool, StoreError> {
     let claimed = with_pool!(db, |pool| {
         sqlx::query(
-        "update notifications set email_claimed_until = $1 where id = $2 and email_status = 'pending' \
-         and (email_claimed_until is null or email_claimed_until < $3)"
-    )
-    .bind(until)
-    .bind(id)
-    .bind(now)
-    .execute(pool)
-    .await
-    .map(|done| done.rows_affected())
+            "update notifications set email_claimed_until = $1 where id = $2 \
+             and email_status = 'pending' \
+             and (email_claimed_until is null or email_claimed_until < $3)",
+        )
+        .bind(until)
+        .bind(id)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
     })?;
     Ok(claimed == 1)
 }
@@ -158,8 +160,8 @@ pub async fn renew_email_claim(
     until: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let renewed = with_pool!(db, |pool| sqlx::query(
-        "update notifications set email_claimed_until = $1 \
-         where id = $2 and email_status = 'pending' and email_claimed_until = $3"
+        "update notifications set email_claimed_until = $1 where id = $2 \
+         and email_status = 'pending' and email_claimed_until = $3"
     )
     .bind(until)
     .bind(id)
@@ -181,8 +183,9 @@ pub async fn record_email(
 ) -> Result<(), StoreError> {
     with_pool!(db, |pool| {
         sqlx::query(
-            "update notifications set email_status = $1, email_attempts = $2, email_error = $3, \
-         email_claimed_until = null where id = $4 and email_status <> 'sent'",
+            "update notifications set email_status = $1, email_attempts = $2, \
+             email_error = $3, email_claimed_until = null where id = $4 \
+             and email_status <> 'sent'",
         )
         .bind(status)
         .bind(attempts)
@@ -204,7 +207,8 @@ pub async fn pending_email(
 ) -> Result<Vec<Notification>, StoreError> {
     let sql = format!(
         "select {COLUMNS} from notifications where email_status = 'pending' \
-         and (email_claimed_until is null or email_claimed_until < $1) order by created_at limit $2"
+         and (email_claimed_until is null or email_claimed_until < $1) \
+         order by created_at limit $2"
     );
     Ok(with_read_pool!(db, |pool| sqlx::query_as(
         sqlx::AssertSqlSafe(sql)
@@ -215,6 +219,15 @@ pub async fn pending_email(
     .await)?)
 }
 
+/// Notification e-mails by delivery status (`pending`, `sent`, …), as
+/// (status, count) for each status present.
+pub async fn email_counts(db: &Db) -> Result<Vec<(String, i64)>, StoreError> {
+    const SQL: &str = "select email_status, count(*) from notifications group by email_status";
+    Ok(with_read_pool!(db, |pool| {
+        sqlx::query_as(SQL).fetch_all(pool).await
+    })?)
+}
+
 /// One page of a user's notifications, newest first; only unread ones when asked.
 pub async fn list(
     db: &Db,
@@ -223,8 +236,9 @@ pub async fn list(
     page: PageRequest,
 ) -> Result<Page<Notification>, StoreError> {
     let sql = format!(
-        "select {COLUMNS} from notifications where user_id = $1 and ($2 = false or read_at is null) \
-         and ($3 is null or id < $3) order by id desc limit $4"
+        "select {COLUMNS} from notifications where user_id = $1 \
+         and ($2 = false or read_at is null) and ($3 is null or id < $3) \
+         order by id desc limit $4"
     );
     let rows: Vec<Notification> =
         with_read_pool!(db, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))

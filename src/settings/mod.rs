@@ -142,7 +142,7 @@ pub struct Settings {
 }
 
 /// Longest accepted `SESSION_POLL_MS`: it must leave slack under the
-/// standing cache's freshness limit (`auth::standing::FRESHNESS`, 750 ms),
+/// standing cache's freshness limit (`accounts::standing::FRESHNESS`, 750 ms),
 /// which keeps its one-second guarantee.
 pub const MAX_SESSION_POLL: Duration = Duration::from_millis(500);
 

@@ -10,7 +10,7 @@ use actors::store::ReplyRecord;
 
 use super::batch::rows_per_statement;
 use super::{Db, StoreError, Tx};
-use crate::{with_pool, with_read_pool, with_tx};
+use crate::store::{with_pool, with_read_pool, with_tx};
 
 /// How long a key is remembered.
 pub const RETENTION: Duration = Duration::hours(24);
@@ -57,8 +57,8 @@ pub struct KeyedRequest<'a> {
 macro_rules! insert_key {
     ($executor:expr, $request:expr, $now:expr, $suffix:expr) => {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "insert into idempotency_keys (user_id, idempotency_key, route, body_hash, created_at, \
-             locked_until, expires_at) values ($1, $2, $3, $4, $5, $6, $7){}",
+            "insert into idempotency_keys (user_id, idempotency_key, route, body_hash, \
+             created_at, locked_until, expires_at) values ($1, $2, $3, $4, $5, $6, $7){}",
             $suffix
         )))
         .bind($request.user_id)
@@ -167,8 +167,9 @@ fn judge(row: Option<KeyRow>, request: KeyedRequest<'_>, now: DateTime<Utc>) -> 
 macro_rules! select_key {
     ($executor:expr, $request:expr, $lock:expr) => {
         sqlx::query_as::<_, KeyRow>(sqlx::AssertSqlSafe(format!(
-            "select route, body_hash, response_status, response_body, created_at, locked_until, expires_at \
-             from idempotency_keys where user_id = $1 and idempotency_key = $2{}",
+            "select route, body_hash, response_status, response_body, created_at, \
+             locked_until, expires_at from idempotency_keys where user_id = $1 \
+             and idempotency_key = $2{}",
             $lock
         )))
         .bind($request.user_id)
@@ -254,11 +255,12 @@ pub async fn keep_all(tx: &mut Tx, replies: &[ReplyRecord]) -> Result<u64, Store
             });
             insert
                 .push(
-                    " on conflict (user_id, idempotency_key) do update set route = excluded.route, \
-                     body_hash = excluded.body_hash, response_status = excluded.response_status, \
-                     response_body = excluded.response_body, created_at = excluded.created_at, \
-                     locked_until = excluded.locked_until, expires_at = excluded.expires_at \
-                     where idempotency_keys.expires_at <= ",
+                    " on conflict (user_id, idempotency_key) do update \
+                     set route = excluded.route, body_hash = excluded.body_hash, \
+                     response_status = excluded.response_status, \
+                     response_body = excluded.response_body, \
+                     created_at = excluded.created_at, locked_until = excluded.locked_until, \
+                     expires_at = excluded.expires_at where idempotency_keys.expires_at <= ",
                 )
                 .push_bind(now)
                 .push(
@@ -306,7 +308,8 @@ async fn relock(
 ) -> Result<(), StoreError> {
     with_tx!(tx, |conn| {
         sqlx::query(
-            "update idempotency_keys set locked_until = $1 where user_id = $2 and idempotency_key = $3",
+            "update idempotency_keys set locked_until = $1 where user_id = $2 \
+             and idempotency_key = $3",
         )
         .bind(now + LOCK)
         .bind(request.user_id)
@@ -340,15 +343,16 @@ pub async fn complete(
 ) -> Result<(), StoreError> {
     with_pool!(db, |pool| {
         sqlx::query(
-        "update idempotency_keys set response_status = $1, response_body = $2 where user_id = $3 and idempotency_key = $4"
-    )
-    .bind(i32::from(status))
-    .bind(body)
-    .bind(user_id)
-    .bind(key)
-    .execute(pool)
-    .await
-    .map(drop)
+            "update idempotency_keys set response_status = $1, response_body = $2 \
+             where user_id = $3 and idempotency_key = $4",
+        )
+        .bind(i32::from(status))
+        .bind(body)
+        .bind(user_id)
+        .bind(key)
+        .execute(pool)
+        .await
+        .map(drop)
     })?;
     Ok(())
 }
@@ -370,8 +374,8 @@ pub async fn unlock(
 ) -> Result<(), StoreError> {
     with_pool!(db, |pool| {
         sqlx::query(
-            "update idempotency_keys set locked_until = $1 \
-             where user_id = $2 and idempotency_key = $3 and response_status is null",
+            "update idempotency_keys set locked_until = $1 where user_id = $2 \
+             and idempotency_key = $3 and response_status is null",
         )
         .bind(now)
         .bind(user_id)

@@ -157,7 +157,6 @@ pub enum Db {
 
 /// Runs `$body` with `$pool` bound to the backend's write pool; the body is
 /// compiled once per backend, so one SQL text serves both.
-#[macro_export]
 macro_rules! with_pool {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
@@ -174,7 +173,6 @@ macro_rules! with_pool {
 }
 
 /// Like [`with_pool!`] but for reads: SQLite reads go to the reader pool.
-#[macro_export]
 macro_rules! with_read_pool {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
@@ -189,6 +187,8 @@ macro_rules! with_read_pool {
         }
     };
 }
+pub(crate) use crate::store::tx::with_tx;
+pub(crate) use {with_pool, with_read_pool};
 
 impl Db {
     /// The signal raised after every commit that wrote outbox rows through

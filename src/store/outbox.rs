@@ -9,7 +9,7 @@ use tokio::sync::{Notify, futures::Notified};
 use uuid::Uuid;
 
 use super::{Db, StoreError, Tx};
-use crate::{with_pool, with_read_pool, with_tx};
+use crate::store::{with_pool, with_read_pool, with_tx};
 
 /// One event to publish, written in the transaction of the change it describes.
 #[derive(Debug, Clone)]
@@ -179,8 +179,8 @@ pub async fn claim(
     let aggregates: Vec<Uuid> = claimed.iter().map(|row| row.aggregate_id).collect();
     // A plain read: it does not wait for rows other relays have locked.
     let unpublished: Vec<(i64, Uuid)> = sqlx::query_as(
-        "select seq, aggregate_id from outbox \
-         where published_at is null and aggregate_id = any($1) order by seq",
+        "select seq, aggregate_id from outbox where published_at is null \
+         and aggregate_id = any($1) order by seq",
     )
     .bind(&aggregates)
     .fetch_all(&mut **tx)
@@ -237,6 +237,24 @@ pub async fn unpublished_count(db: &Db) -> Result<i64, StoreError> {
     .fetch_one(pool)
     .await)?;
     Ok(count)
+}
+
+/// When the oldest unpublished row (lowest `seq`) was written; `None` when
+/// every row is published.
+pub async fn oldest_unpublished_at(db: &Db) -> Result<Option<DateTime<Utc>>, StoreError> {
+    const SQL: &str =
+        "select created_at from outbox where published_at is null order by seq limit 1";
+    Ok(with_read_pool!(db, |pool| {
+        sqlx::query_scalar(SQL).fetch_optional(pool).await
+    })?)
+}
+
+/// Rows the bus acknowledged that are still kept (the purge count holds the rest).
+pub async fn published_count(db: &Db) -> Result<i64, StoreError> {
+    const SQL: &str = "select count(*) from outbox where published_at is not null";
+    Ok(with_read_pool!(db, |pool| {
+        sqlx::query_scalar(SQL).fetch_one(pool).await
+    })?)
 }
 
 /// Deletes up to `batch` published rows stamped before `cutoff`, oldest

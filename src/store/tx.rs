@@ -63,7 +63,6 @@ impl<DB: Database> std::ops::DerefMut for OpenTx<DB> {
 
 /// Runs `$body` with `$conn` bound to the transaction's connection
 /// (`&mut <Backend>Connection`); the body is compiled once per backend.
-#[macro_export]
 macro_rules! with_tx {
     ($tx:expr, |$conn:ident| $body:expr) => {
         match $tx {
@@ -78,6 +77,7 @@ macro_rules! with_tx {
         }
     };
 }
+pub(crate) use with_tx;
 
 impl Db {
     /// Begins a write transaction. SQLite takes the write lock up front

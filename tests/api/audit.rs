@@ -14,7 +14,6 @@ use loan_tracker::accounts::Role;
 use loan_tracker::audit::consumer::AuditConsumer;
 use loan_tracker::bus::consumer::BatchHandler;
 use loan_tracker::store::Db;
-use loan_tracker::{with_pool, with_read_pool};
 use serde_json::{Value, json};
 use uuid::Uuid;
 

@@ -8,7 +8,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use loan_tracker::store::Db;
-use loan_tracker::{with_pool, with_read_pool};
 use tempfile::TempDir;
 use uuid::Uuid;
 

@@ -9,7 +9,6 @@ use chrono::Utc;
 use loan_tracker::notifications::delivery::message_id;
 use loan_tracker::notifications::store::{self, NewNotification};
 use loan_tracker::store::Db;
-use loan_tracker::with_pool;
 use serde_json::json;
 use tempfile::TempDir;
 use uuid::Uuid;

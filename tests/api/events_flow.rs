@@ -121,7 +121,7 @@ async fn e_mail_goes_through_smtp_and_transient_failures_are_retried() {
     .await;
     assert_eq!(received.recipients, vec!["owner@example.com".to_owned()]);
     assert!(received.data.contains("10.00 USD"), "{}", received.data);
-    let statuses: Vec<(String, i32)> = loan_tracker::with_pool!(&app.db, |pool| sqlx::query_as(
+    let statuses: Vec<(String, i32)> = with_pool!(&app.db, |pool| sqlx::query_as(
         "select email_status, email_attempts from notifications where kind = 'payment.received'"
     )
     .fetch_all(pool)
@@ -129,7 +129,7 @@ async fn e_mail_goes_through_smtp_and_transient_failures_are_retried() {
     .unwrap();
     assert_eq!(statuses.len(), 1, "one notification per event");
     let sent = eventually("the e-mail recorded as sent", DEADLINE, || async {
-        let rows: Vec<(String, i32)> = loan_tracker::with_pool!(&app.db, |pool| {
+        let rows: Vec<(String, i32)> = with_pool!(&app.db, |pool| {
             sqlx::query_as(
             "select email_status, email_attempts from notifications where email_status <> 'pending'"
         )
@@ -160,7 +160,7 @@ async fn publish_inbound(app: &TestApp, body: &str) {
 }
 
 async fn dead_letters(app: &TestApp) -> Vec<String> {
-    loan_tracker::with_pool!(&app.db, |pool| sqlx::query_scalar(
+    with_pool!(&app.db, |pool| sqlx::query_scalar(
         "select reason from inbound_dead_letters"
     )
     .fetch_all(pool)
@@ -211,7 +211,7 @@ async fn inbound_payments_apply_once_per_external_ref_and_bad_ones_are_dead_lett
     // Redelivered good message after all that: still one payment.
     publish_inbound(&app, &good).await;
     assert_eq!(total_paid(&app, &owner, loan_id).await, "50.00");
-    let payments: i64 = loan_tracker::with_pool!(&app.db, |pool| sqlx::query_scalar(
+    let payments: i64 = with_pool!(&app.db, |pool| sqlx::query_scalar(
         "select count(*) from payments where loan_id = $1"
     )
     .bind(loan_id)

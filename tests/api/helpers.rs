@@ -341,7 +341,7 @@ where
 /// Outbox rows of one event type (e.g. `user.registered`).
 pub async fn outbox_count(db: &Db, event_type: &str) -> i64 {
     let subject = format!("loans.events.{event_type}");
-    loan_tracker::with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(
+    with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(
         "select count(*) from outbox where subject = $1"
     )
     .bind(&subject)
@@ -416,5 +416,5 @@ pub async fn total_paid(app: &TestApp, owner: &Session, loan_id: uuid::Uuid) -> 
 /// Runs test-only SQL (triggers, fault injection) on the database.
 pub async fn execute(db: &Db, sql: &str) {
     let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    loan_tracker::with_pool!(db, |pool| sqlx::raw_sql(sql).execute(pool).await.map(drop)).unwrap();
+    with_pool!(db, |pool| sqlx::raw_sql(sql).execute(pool).await.map(drop)).unwrap();
 }

@@ -166,7 +166,7 @@ impl CommitStall {
 }
 
 async fn payment_ids(db: &Db, loan_id: uuid::Uuid) -> Vec<uuid::Uuid> {
-    loan_tracker::with_read_pool!(db, |pool| sqlx::query_scalar(
+    with_read_pool!(db, |pool| sqlx::query_scalar(
         "select id from payments where loan_id = $1 order by arrival_seq"
     )
     .bind(loan_id)

@@ -80,7 +80,7 @@ async fn replay(app: &TestApp, admin: &Session, id: &str) -> reqwest::Response {
 }
 
 async fn payments_with_reference(app: &TestApp, reference: &str) -> i64 {
-    loan_tracker::with_pool!(&app.db, |pool| sqlx::query_scalar(
+    with_pool!(&app.db, |pool| sqlx::query_scalar(
         "select count(*) from payments where reference = $1"
     )
     .bind(reference)

@@ -52,7 +52,7 @@ async fn loan_id(response: reqwest::Response) -> String {
 }
 
 async fn loan_rows(app: &TestApp) -> i64 {
-    loan_tracker::with_pool!(&app.db, |pool| sqlx::query_scalar::<_, i64>(
+    with_pool!(&app.db, |pool| sqlx::query_scalar::<_, i64>(
         "select count(*) from loans"
     )
     .fetch_one(pool)
@@ -187,7 +187,7 @@ async fn register(app: &TestApp, email: &str, username: &str, password: &str) ->
 }
 
 async fn user_rows(app: &TestApp) -> i64 {
-    loan_tracker::with_pool!(&app.db, |pool| sqlx::query_scalar::<_, i64>(
+    with_pool!(&app.db, |pool| sqlx::query_scalar::<_, i64>(
         "select count(*) from users"
     )
     .fetch_one(pool)

@@ -107,7 +107,7 @@ impl Fixture {
 
 /// Notifications of `kind` for `user`: (created date, body), oldest first.
 async fn notifications(db: &Db, user: Uuid, kind: &str) -> Vec<(NaiveDate, String)> {
-    let rows: Vec<(DateTime<Utc>, String)> = loan_tracker::with_pool!(db, |pool| sqlx::query_as(
+    let rows: Vec<(DateTime<Utc>, String)> = with_pool!(db, |pool| sqlx::query_as(
         "select created_at, body from notifications where user_id = $1 and kind = $2 order by created_at, id"
     )
     .bind(user)
@@ -121,7 +121,7 @@ async fn notifications(db: &Db, user: Uuid, kind: &str) -> Vec<(NaiveDate, Strin
 }
 
 async fn count(db: &Db, sql: &'static str) -> i64 {
-    loan_tracker::with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
+    with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
         .fetch_one(pool)
         .await)
     .unwrap()
@@ -364,7 +364,7 @@ async fn clone_loans(db: &Db, template: Uuid, copies: usize) {
         for _ in chunk {
             let id = Uuid::now_v7();
             for sql in [&loan_sql, &installment_sql] {
-                loan_tracker::with_tx!(&mut tx, |conn| sqlx::query(sqlx::AssertSqlSafe(
+                with_tx!(&mut tx, |conn| sqlx::query(sqlx::AssertSqlSafe(
                     sql.clone()
                 ))
                 .bind(id)
@@ -431,13 +431,12 @@ async fn a_missed_day_is_caught_up_on_the_next_start_oldest_first() {
         .await
         .unwrap();
     assert_eq!(ran, 3);
-    let dates: Vec<NaiveDate> =
-        loan_tracker::with_pool!(&fixture.app.db, |pool| sqlx::query_scalar(
-            "select as_of from job_runs where job = 'overdue' order by started_at, as_of"
-        )
-        .fetch_all(pool)
-        .await)
-        .unwrap();
+    let dates: Vec<NaiveDate> = with_pool!(&fixture.app.db, |pool| sqlx::query_scalar(
+        "select as_of from job_runs where job = 'overdue' order by started_at, as_of"
+    )
+    .fetch_all(pool)
+    .await)
+    .unwrap();
     assert_eq!(
         dates,
         [

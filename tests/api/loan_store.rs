@@ -607,7 +607,7 @@ async fn count_installment_writes(db: &Db) {
 }
 
 async fn installment_writes(db: &Db) -> i64 {
-    loan_tracker::with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(
+    with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(
         "select count(*) from installment_writes"
     )
     .fetch_one(pool)

@@ -75,7 +75,7 @@ impl Fixture {
     }
 
     async fn payment_rows(&self, loan_id: Uuid) -> i64 {
-        loan_tracker::with_pool!(&self.app.db, |pool| sqlx::query_scalar::<_, i64>(
+        with_pool!(&self.app.db, |pool| sqlx::query_scalar::<_, i64>(
             "select count(*) from payments where loan_id = $1"
         )
         .bind(loan_id)
@@ -526,7 +526,7 @@ async fn a_retry_after_a_lost_response_reuses_the_payment_instead_of_paying_twic
     let first: Value = pay().await.unwrap().json().await.unwrap();
     // As if the process died after the commit but before the response was
     // stored: the claim stays, unanswered, its lock expired.
-    loan_tracker::with_pool!(&fixture.app.db, |pool| sqlx::query(
+    with_pool!(&fixture.app.db, |pool| sqlx::query(
         "update idempotency_keys set response_status = null, response_body = null, locked_until = $1"
     )
     .bind(chrono::Utc::now() - chrono::Duration::minutes(5))

@@ -2,6 +2,9 @@
 //! real stores. Set `TEST_DATABASE_URL` (and `TEST_NATS_URL`) to run the same
 //! suite against PostgreSQL (and NATS) instead of the embedded default.
 
+#[macro_use]
+mod sql;
+
 mod access;
 mod audit;
 mod auth;

@@ -219,7 +219,7 @@ async fn a_borrower_pays_today_only_and_staff_back_date_with_a_note() {
         .await
         .unwrap();
     assert_eq!(shown["note"], note);
-    let event: sqlx::types::Json<Value> = loan_tracker::with_pool!(&app.db, |pool| {
+    let event: sqlx::types::Json<Value> = with_pool!(&app.db, |pool| {
         sqlx::query_scalar(
             "select payload from outbox where subject = 'loans.events.payment.received' \
              order by seq desc limit 1",

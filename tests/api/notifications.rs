@@ -18,7 +18,6 @@ use loan_tracker::notifications::consumer::NotificationHandler;
 use loan_tracker::notifications::email_queue::MAX_CONCURRENT_EMAILS;
 use loan_tracker::notifications::store::{self, NewNotification};
 use loan_tracker::store::Db;
-use loan_tracker::with_read_pool;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -47,7 +47,7 @@ async fn publish(app: &TestApp, body: &str) {
 }
 
 async fn count(app: &TestApp, sql: &'static str) -> i64 {
-    loan_tracker::with_pool!(&app.db, |pool| sqlx::query_scalar::<_, i64>(sql)
+    with_pool!(&app.db, |pool| sqlx::query_scalar::<_, i64>(sql)
         .fetch_one(pool)
         .await)
     .unwrap()
@@ -93,7 +93,7 @@ async fn a_thousand_inbound_payments_with_duplicates_apply_exactly_once_across_a
     )
     .await;
     assert_eq!(paid, 830 * 100, "each payment applied exactly once");
-    let reasons: Vec<String> = loan_tracker::with_pool!(&second.db, |pool| sqlx::query_scalar(
+    let reasons: Vec<String> = with_pool!(&second.db, |pool| sqlx::query_scalar(
         "select reason from inbound_dead_letters"
     )
     .fetch_all(pool)

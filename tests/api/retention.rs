@@ -6,7 +6,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use loan_tracker::store::Db;
 use loan_tracker::store::outbox::{self, OutboxEvent};
-use loan_tracker::with_read_pool;
 use uuid::Uuid;
 
 use crate::helpers::{conformance, eventually, spawn_app_at};

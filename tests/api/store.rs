@@ -232,7 +232,7 @@ async fn a_transaction_cancelled_while_it_begins_leaves_no_transaction_open() {
         }
         // Another connection sees every insert only if each one committed.
         let observer = loan_tracker::store::connect(&settings).await.unwrap();
-        let seen: i64 = loan_tracker::with_pool!(&observer, |pool| {
+        let seen: i64 = with_pool!(&observer, |pool| {
             sqlx::query_scalar("select count(*) from cancel_probe")
                 .fetch_one(pool)
                 .await

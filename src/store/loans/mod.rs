@@ -7,11 +7,13 @@
 //! rows of a loan that never moved money). A loan is always read in one
 //! database snapshot, so a read racing a commit never sees half of it.
 
+mod due;
 mod group;
 mod queries;
 mod rows;
 mod write;
 
+pub use due::{DueInstallment, installments_due_on, overdue_candidates};
 pub use queries::{
     LoanFilter, LoanSummary, PaymentFilter, StoredPayment, get_loan_summary, get_payment,
     list_loans, list_payments, loan_access, loan_owner, loan_paid_by_reference,
@@ -122,8 +124,8 @@ macro_rules! read_loan_parts {
             .fetch_all(&mut *$conn)
             .await?;
             let payments: Vec<PaymentRow> = sqlx::query_as(AssertSqlSafe(format!(
-                "select {PAYMENT_COLUMNS} from payments p join loans l on l.id = p.loan_id \
-                 where p.loan_id = $1 order by p.arrival_seq"
+                "select {PAYMENT_COLUMNS} from payments p \
+                 join loans l on l.id = p.loan_id where p.loan_id = $1 order by p.arrival_seq"
             )))
             .bind($id)
             .fetch_all(&mut *$conn)

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::rows::{LOAN_COLUMNS, LoanRow, PAYMENT_COLUMNS, PaymentRow, currency_of, money};
 use crate::store::page::{Page, PageRequest, into_page};
+use crate::store::with_read_pool;
 use crate::store::{Db, StoreError};
-use crate::with_read_pool;
 
 /// Filters of `GET /loans` (all optional, combined with "and").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -197,9 +197,10 @@ pub async fn list_loans(
 ) -> Result<Page<LoanSummary>, StoreError> {
     let sql = format!(
         "select {LOAN_COLUMNS} from loans where ($1 is null or user_id = $1) \
-         and ($2 is null or $2 = case when $5 is not null and status in ('APPROVED', 'OVERDUE') \
-           then case when overdue_after < $5 then 'OVERDUE' else 'APPROVED' end else status end) \
-         and ($3 is null or id < $3) order by id desc limit $4"
+         and ($2 is null or $2 = case when $5 is not null \
+         and status in ('APPROVED', \
+         'OVERDUE') then case when overdue_after < $5 then 'OVERDUE' else 'APPROVED' end else \
+         status end) and ($3 is null or id < $3) order by id desc limit $4"
     );
     let rows: Vec<LoanRow> = with_read_pool!(db, |pool| sqlx::query_as(AssertSqlSafe(sql))
         .bind(filter.user_id.map(UserId::as_uuid))

@@ -17,8 +17,8 @@ use crate::events::loan::loan_event_outbox;
 use crate::store::batch::rows_per_statement;
 use crate::store::idempotency;
 use crate::store::outbox::{self, OutboxEvent};
+use crate::store::with_tx;
 use crate::store::{Db, StoreError, Tx};
-use crate::with_tx;
 
 /// The denormalized figures kept on the loan row, derived from the snapshot
 /// with the same rules as the core's `Loan::figures`.
@@ -188,12 +188,13 @@ async fn update_loan_rows_together(
          rejection_reason = u.rejection_reason, version = u.new_version, \
          total_paid_minor = u.total_paid, principal_outstanding_minor = u.principal, \
          interest_outstanding_minor = u.interest, fees_outstanding_minor = u.fees, \
-         next_due_date = u.next_due, updated_at = u.updated_at, overdue_after = u.overdue_after \
-         from unnest($1::uuid[], $2::bigint[], $3::text[], $4::date[], $5::text[], $6::bigint[], \
-         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::date[], $12::timestamptz[], \
-         $13::date[]) as u(id, expected, status, disbursed_on, rejection_reason, new_version, \
-         total_paid, principal, interest, fees, next_due, updated_at, overdue_after) \
-         where l.id = u.id and l.version = u.expected returning l.id",
+         next_due_date = u.next_due, updated_at = u.updated_at, \
+         overdue_after = u.overdue_after \
+         from unnest($1::uuid[], $2::bigint[], $3::text[], $4::date[], $5::text[], \
+         $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::date[], \
+         $12::timestamptz[], $13::date[]) as u(id, expected, status, disbursed_on, \
+         rejection_reason, new_version, total_paid, principal, interest, fees, next_due, \
+         updated_at, overdue_after) where l.id = u.id and l.version = u.expected returning l.id",
     )
     .bind(&columns.id)
     .bind(&columns.expected)
@@ -331,39 +332,40 @@ async fn insert_loan_row(
     let terms = &snapshot.terms;
     let inserted = with_tx!(tx, |conn| {
         sqlx::query(
-        "insert into loans (id, user_id, status, currency, principal_minor, annual_interest_rate, \
-         term_months, repayment_method, late_fee_rate, grace_days, first_due_date, purpose, applied_on, \
-         disbursed_on, rejection_reason, version, total_paid_minor, principal_outstanding_minor, \
-         interest_outstanding_minor, fees_outstanding_minor, next_due_date, created_at, updated_at, overdue_after) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22, $23) \
-         on conflict (id) do nothing"
-    )
-    .bind(snapshot.loan_id.as_uuid())
-    .bind(snapshot.user_id.as_uuid())
-    .bind(snapshot.status.as_str())
-    .bind(terms.currency().code())
-    .bind(terms.principal().minor())
-    .bind(terms.annual_rate().to_string())
-    .bind(i32::from(terms.term().get()))
-    .bind(terms.method().as_str())
-    .bind(terms.late_fee_rate().to_string())
-    .bind(i32::from(terms.grace_days().get()))
-    .bind(terms.first_due_date())
-    .bind(terms.purpose())
-    .bind(snapshot.applied_on)
-    .bind(snapshot.disbursed_on)
-    .bind(snapshot.rejection_reason.as_deref())
-    .bind(version)
-    .bind(figures.total_paid_minor)
-    .bind(figures.principal_outstanding_minor)
-    .bind(figures.interest_outstanding_minor)
-    .bind(figures.fees_outstanding_minor)
-    .bind(figures.next_due_date)
-    .bind(now)
-    .bind(figures.overdue_after)
-    .execute(conn)
-    .await
-    .map(|result| result.rows_affected())
+            "insert into loans (id, user_id, status, currency, principal_minor, \
+             annual_interest_rate, term_months, repayment_method, late_fee_rate, grace_days, \
+             first_due_date, purpose, applied_on, disbursed_on, rejection_reason, version, \
+             total_paid_minor, principal_outstanding_minor, interest_outstanding_minor, \
+             fees_outstanding_minor, next_due_date, created_at, updated_at, \
+             overdue_after) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+             $14, $15, $16, $17, $18, $19, $20, $21, $22, $22, $23) on conflict (id) do nothing",
+        )
+        .bind(snapshot.loan_id.as_uuid())
+        .bind(snapshot.user_id.as_uuid())
+        .bind(snapshot.status.as_str())
+        .bind(terms.currency().code())
+        .bind(terms.principal().minor())
+        .bind(terms.annual_rate().to_string())
+        .bind(i32::from(terms.term().get()))
+        .bind(terms.method().as_str())
+        .bind(terms.late_fee_rate().to_string())
+        .bind(i32::from(terms.grace_days().get()))
+        .bind(terms.first_due_date())
+        .bind(terms.purpose())
+        .bind(snapshot.applied_on)
+        .bind(snapshot.disbursed_on)
+        .bind(snapshot.rejection_reason.as_deref())
+        .bind(version)
+        .bind(figures.total_paid_minor)
+        .bind(figures.principal_outstanding_minor)
+        .bind(figures.interest_outstanding_minor)
+        .bind(figures.fees_outstanding_minor)
+        .bind(figures.next_due_date)
+        .bind(now)
+        .bind(figures.overdue_after)
+        .execute(conn)
+        .await
+        .map(|result| result.rows_affected())
     })?;
     Ok(inserted)
 }
@@ -377,10 +379,10 @@ async fn update_loan_row(
 ) -> Result<u64, StoreError> {
     let figures = RowFigures::of(snapshot);
     let updated = with_tx!(tx, |conn| sqlx::query(
-        "update loans set status = $3, disbursed_on = $4, rejection_reason = $5, version = $6, \
-         total_paid_minor = $7, principal_outstanding_minor = $8, interest_outstanding_minor = $9, \
-         fees_outstanding_minor = $10, next_due_date = $11, updated_at = $12, overdue_after = $13 \
-         where id = $1 and version = $2"
+        "update loans set status = $3, disbursed_on = $4, rejection_reason = $5, \
+         version = $6, total_paid_minor = $7, principal_outstanding_minor = $8, \
+         interest_outstanding_minor = $9, fees_outstanding_minor = $10, next_due_date = $11, \
+         updated_at = $12, overdue_after = $13 where id = $1 and version = $2"
     )
     .bind(snapshot.loan_id.as_uuid())
     .bind(expected)
@@ -419,9 +421,10 @@ async fn write_installments(tx: &mut Tx, commits: &[&LoanCommit]) -> Result<(), 
     for chunk in changed.chunks(rows_per_statement(COLUMNS)) {
         with_tx!(tx, |conn| {
             let mut builder = sqlx::QueryBuilder::new(
-                "insert into installments (loan_id, seq, due_date, principal_minor, interest_minor, \
-                 late_fee_minor, late_fee_assessed_on, fee_paid_minor, interest_paid_minor, \
-                 principal_paid_minor, interest_waived_minor, unpaid_minor) ",
+                "insert into installments (loan_id, seq, due_date, principal_minor, \
+                 interest_minor, late_fee_minor, late_fee_assessed_on, fee_paid_minor, \
+                 interest_paid_minor, principal_paid_minor, interest_waived_minor, \
+                 unpaid_minor) ",
             );
             builder.push_values(chunk, |mut row, (loan_id, installment)| {
                 row.push_bind(*loan_id)
@@ -438,10 +441,14 @@ async fn write_installments(tx: &mut Tx, commits: &[&LoanCommit]) -> Result<(), 
                     .push_bind(installment.unpaid_minor());
             });
             builder.push(
-                " on conflict (loan_id, seq) do update set late_fee_minor = excluded.late_fee_minor, \
-                 late_fee_assessed_on = excluded.late_fee_assessed_on, fee_paid_minor = excluded.fee_paid_minor, \
-                 interest_paid_minor = excluded.interest_paid_minor, principal_paid_minor = excluded.principal_paid_minor, \
-                 interest_waived_minor = excluded.interest_waived_minor, unpaid_minor = excluded.unpaid_minor",
+                " on conflict (loan_id, seq) do update \
+                 set late_fee_minor = excluded.late_fee_minor, \
+                 late_fee_assessed_on = excluded.late_fee_assessed_on, \
+                 fee_paid_minor = excluded.fee_paid_minor, \
+                 interest_paid_minor = excluded.interest_paid_minor, \
+                 principal_paid_minor = excluded.principal_paid_minor, \
+                 interest_waived_minor = excluded.interest_waived_minor, \
+                 unpaid_minor = excluded.unpaid_minor",
             );
             // One text per row count: not worth a prepared statement each.
             builder
@@ -553,9 +560,9 @@ async fn insert_payments(tx: &mut Tx, rows: &[NewPayment<'_>]) -> Result<(), Sto
             .collect();
         with_tx!(tx, |conn| {
             let mut insert = sqlx::QueryBuilder::new(
-                "insert into payments (id, loan_id, arrival_seq, amount_minor, currency, paid_on, reference, \
-                 fee_minor, interest_minor, principal_minor, interest_waived_minor, allocation_lines, \
-                 reversed_on, created_at, note) ",
+                "insert into payments (id, loan_id, arrival_seq, amount_minor, currency, \
+                 paid_on, reference, fee_minor, interest_minor, principal_minor, \
+                 interest_waived_minor, allocation_lines, reversed_on, created_at, note) ",
             );
             insert.push_values(chunk.iter().zip(&lines), |mut values, (row, lines)| {
                 let payment = row.payment;

@@ -153,7 +153,7 @@ pub fn approve(on: NaiveDate) -> LoanCommand {
 }
 
 pub async fn outbox_payloads(db: &Db, loan_id: LoanId) -> Vec<(String, Value)> {
-    let rows: Vec<(String, Json<Value>)> = loan_tracker::with_pool!(db, |pool| sqlx::query_as(
+    let rows: Vec<(String, Json<Value>)> = with_pool!(db, |pool| sqlx::query_as(
         "select subject, payload from outbox where aggregate_id = $1 order by seq"
     )
     .bind(loan_id.as_uuid())
@@ -166,7 +166,7 @@ pub async fn outbox_payloads(db: &Db, loan_id: LoanId) -> Vec<(String, Value)> {
 }
 
 pub async fn count(db: &Db, sql: &'static str, loan_id: LoanId) -> i64 {
-    loan_tracker::with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
+    with_pool!(db, |pool| sqlx::query_scalar::<_, i64>(sql)
         .bind(loan_id.as_uuid())
         .fetch_one(pool)
         .await)

@@ -7,7 +7,7 @@
 //! - in this instance, a change made through it drops the user at once
 //!   ([`StandingCache::forget`]);
 //! - for every instance, [`StandingCache::follow_changes`] reads the
-//!   session change log ([`super::changes`]) every poll interval and drops
+//!   session change log ([`crate::auth::changes`]) every poll interval and drops
 //!   the users it names. A cached entry is used only while the last
 //!   successful read started less than [`FRESHNESS`] ago; otherwise the
 //!   database is asked on every request. So a change committed anywhere
@@ -18,13 +18,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::changes::{self, Recent};
+use super::users;
+use crate::auth::changes::{self, Recent};
 use crate::auth::role::Role;
+use crate::auth::sessions;
 use crate::store::{Db, StoreError};
-use crate::with_read_pool;
 
 /// A cached entry is used only while the last successful read of the change
 /// log started less than this long ago (the cross-instance guarantee).
@@ -270,33 +270,16 @@ impl StandingCache {
     }
 }
 
-#[derive(FromRow)]
-struct StandingRow {
-    role: String,
-    active: bool,
-    live_tokens: i64,
-}
-
 /// The user's role and active flag, and whether `session_id` (a refresh
 /// family of theirs) still has an unrevoked token; `None` without the user.
 async fn load(db: &Db, user_id: Uuid, session_id: Uuid) -> Result<Option<Standing>, StoreError> {
-    let row: Option<StandingRow> = with_read_pool!(db, |pool| sqlx::query_as(
-        "select role, active, (select count(*) from refresh_tokens \
-         where family_id = $2 and user_id = $1 and revoked_at is null) as live_tokens \
-         from users where id = $1"
-    )
-    .bind(user_id)
-    .bind(session_id)
-    .fetch_optional(pool)
-    .await)?;
-    row.map(|row| {
-        let role = Role::parse(&row.role)
-            .map_err(|error| StoreError::Corrupt(format!("users.role of {user_id}: {error}")))?;
-        Ok(Standing {
-            role,
-            active: row.active,
-            session_live: row.live_tokens > 0,
-        })
-    })
-    .transpose()
+    let (user, session_live) = tokio::try_join!(
+        users::find_by_id(db, user_id),
+        sessions::is_live(db, user_id, session_id)
+    )?;
+    Ok(user.map(|user| Standing {
+        role: user.role,
+        active: user.active,
+        session_live,
+    }))
 }

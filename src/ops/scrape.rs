@@ -7,9 +7,10 @@ use ::metrics::{counter, gauge};
 use actors::tree::{LoanTree, TreeCounts, TreeSnapshot};
 use chrono::{DateTime, Utc};
 
-use super::{Metrics, names};
-use crate::store::{Db, StoreError};
-use crate::with_read_pool;
+use crate::inbound::dead_letters;
+use crate::metrics::{Metrics, names};
+use crate::notifications;
+use crate::store::{Db, StoreError, outbox};
 
 /// The outbox backlog: how many rows wait for the relay, and since when.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -133,16 +134,8 @@ fn record_pools(db: &Db) {
 
 /// Counts unpublished outbox rows and dates the oldest (lowest `seq`).
 pub async fn outbox_backlog(db: &Db) -> Result<OutboxBacklog, StoreError> {
-    let pending: i64 = with_read_pool!(db, |pool| sqlx::query_scalar(
-        "select count(*) from outbox where published_at is null"
-    )
-    .fetch_one(pool)
-    .await)?;
-    let oldest: Option<DateTime<Utc>> = with_read_pool!(db, |pool| sqlx::query_scalar(
-        "select created_at from outbox where published_at is null order by seq limit 1"
-    )
-    .fetch_optional(pool)
-    .await)?;
+    let pending = outbox::unpublished_count(db).await?;
+    let oldest = outbox::oldest_unpublished_at(db).await?;
     Ok(OutboxBacklog { pending, oldest })
 }
 
@@ -162,22 +155,10 @@ pub struct EventFlowCounts {
 
 /// Reads [`EventFlowCounts`].
 pub async fn event_flow(db: &Db) -> Result<EventFlowCounts, StoreError> {
-    let published: i64 = with_read_pool!(db, |pool| sqlx::query_scalar(
-        "select count(*) from outbox where published_at is not null"
-    )
-    .fetch_one(pool)
-    .await)?;
-    let purged = crate::store::outbox::purged_rows(db).await?;
-    let dead_letters: i64 = with_read_pool!(db, |pool| sqlx::query_scalar(
-        "select count(*) from inbound_dead_letters"
-    )
-    .fetch_one(pool)
-    .await)?;
-    let emails: Vec<(String, i64)> = with_read_pool!(db, |pool| sqlx::query_as(
-        "select email_status, count(*) from notifications group by email_status"
-    )
-    .fetch_all(pool)
-    .await)?;
+    let published = outbox::published_count(db).await?;
+    let purged = outbox::purged_rows(db).await?;
+    let dead_letters = dead_letters::count(db).await?;
+    let emails = notifications::store::email_counts(db).await?;
     Ok(EventFlowCounts {
         published,
         purged,
