@@ -17,7 +17,7 @@ import pathlib
 import re
 import sys
 
-SRC = pathlib.Path("src")
+SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
 USE = re.compile(r"\bcrate::((?:[a-z_][a-z0-9_]*)(?:::[a-z_][a-z0-9_]*)?)")
 SUPER = re.compile(r"\bsuper::([a-z_][a-z0-9_]*)")
 # `use crate::{a, b::c}` groups
@@ -128,7 +128,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=1)
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--src", type=pathlib.Path, help="another tree's src/ (e.g. an old checkout)")
     args = parser.parse_args()
+    global SRC
+    if args.src:
+        SRC = args.src.resolve()
     edges = graph(args.depth)
     if not args.check:
         for source in sorted(edges):
