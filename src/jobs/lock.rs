@@ -34,11 +34,15 @@ impl RunLock {
             return Ok(Some(RunLock { advisory: None }));
         };
         let key = lock_key(job, as_of);
-        let mut connection = pool.acquire().await?;
+        // Until the answer is read, the server may already hold the lock for
+        // this session: if this future is cancelled (or the query fails)
+        // there, the connection must close, not go back to the pool holding it.
+        let mut connection = ClosedUnlessKept(Some(pool.acquire().await?));
         let locked: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
             .bind(key)
-            .fetch_one(&mut *connection)
+            .fetch_one(&mut **connection.get())
             .await?;
+        let connection = connection.keep();
         Ok(locked.then(|| RunLock {
             advisory: Some((connection, key)),
         }))
@@ -74,6 +78,28 @@ impl RunLock {
 impl Drop for RunLock {
     fn drop(&mut self) {
         if let Some((connection, _)) = &mut self.advisory {
+            connection.close_on_drop();
+        }
+    }
+}
+
+/// A pooled connection that is closed when dropped, unless taken back with
+/// [`ClosedUnlessKept::keep`] once its session state is known.
+struct ClosedUnlessKept(Option<PoolConnection<Postgres>>);
+
+impl ClosedUnlessKept {
+    fn get(&mut self) -> &mut PoolConnection<Postgres> {
+        self.0.as_mut().expect("held until kept")
+    }
+
+    fn keep(mut self) -> PoolConnection<Postgres> {
+        self.0.take().expect("held until kept")
+    }
+}
+
+impl Drop for ClosedUnlessKept {
+    fn drop(&mut self) {
+        if let Some(connection) = &mut self.0 {
             connection.close_on_drop();
         }
     }

@@ -539,3 +539,69 @@ async fn a_run_in_progress_elsewhere_is_not_run_again_here() {
         Db::Postgres(_) => assert!(matches!(outcome, RunOutcome::Ran(_)), "{outcome:?}"),
     }
 }
+
+/// Advisory locks granted in the current database (PostgreSQL).
+async fn advisory_locks_held(db: &Db) -> i64 {
+    with_read_pool!(db, |pool| sqlx::query_scalar(
+        "select count(*) from pg_locks where locktype = 'advisory' and granted \
+         and database = (select oid from pg_database where datname = current_database())"
+    )
+    .fetch_one(pool)
+    .await)
+    .expect("pg_locks is readable")
+}
+
+#[tokio::test]
+async fn a_lock_attempt_cancelled_after_the_server_granted_it_leaves_no_lock_behind() {
+    let Some(db) = crate::helpers::fresh_postgres().await else {
+        eprintln!("TEST_DATABASE_URL not set: skipped (advisory locks are PostgreSQL's)");
+        return;
+    };
+    let as_of = date("2026-03-01");
+    let mut cancelled_mid_flight = false;
+    for _ in 0..50 {
+        let mut attempt = Box::pin(loan_tracker::jobs::lock::RunLock::try_acquire(
+            &db,
+            JobName::Overdue,
+            as_of,
+        ));
+        // Poll the attempt step by step; once the server shows the lock
+        // granted while the attempt has not read the answer, drop it there.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if futures::poll!(attempt.as_mut()).is_ready() {
+                break;
+            }
+            if advisory_locks_held(&db).await > 0 {
+                cancelled_mid_flight = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        drop(attempt);
+        if cancelled_mid_flight {
+            break;
+        }
+        eventually(
+            "a completed attempt's lock to go",
+            Duration::from_secs(5),
+            || async { (advisory_locks_held(&db).await == 0).then_some(()) },
+        )
+        .await;
+    }
+    assert!(
+        cancelled_mid_flight,
+        "never caught the attempt between grant and answer"
+    );
+    eventually(
+        "the cancelled attempt's lock to go",
+        Duration::from_secs(5),
+        || async { (advisory_locks_held(&db).await == 0).then_some(()) },
+    )
+    .await;
+    let lock = loan_tracker::jobs::lock::RunLock::try_acquire(&db, JobName::Overdue, as_of)
+        .await
+        .unwrap();
+    assert!(lock.is_some(), "the run's lock is free again");
+    lock.expect("taken").release().await;
+}
