@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! RootSupervisor
-//! └── LoanSupervisor        routes calls, registry of live actors, passivation, restart budget
-//!     ├── LoanActor(loan a) load → decide (batch) → commit → apply → reply
-//!     └── LoanActor(loan b) …
+//! ├── LoanSupervisor        routes calls, registry of live actors, passivation, restart budget
+//! │   ├── LoanActor(loan a) load → decide (batch) → commit → apply → reply
+//! │   └── LoanActor(loan b) …
+//! └── ServiceActor(name)    one per registered [`Service`] (consumers, relay,
+//!                           scheduler): runs its work, re-spawned within its budget
 //! ```
 //!
 //! Callers use the cheap-to-clone [`LoanTree`] handle. Business rejections come
@@ -18,6 +20,8 @@ mod loan_actor;
 mod plan;
 mod registry;
 mod root;
+pub mod service;
+mod service_actor;
 mod snapshot;
 mod supervisor;
 mod turn;
@@ -43,6 +47,11 @@ pub use types::{
 
 use loan_actor::Look;
 use root::{RootArgs, RootMsg, RootSupervisor, SupervisorSlot};
+pub use service::{
+    RestartBudget, Service, ServiceContext, ServiceError, ServiceSnapshot, ServiceState,
+    SupervisionSnapshot,
+};
+use service_actor::{SharedBook, lock};
 use supervisor::SupervisorMsg;
 use types::{Counters, bump};
 
@@ -58,6 +67,7 @@ struct Inner {
     root: ActorRef<RootMsg>,
     slot: SupervisorSlot,
     counters: Arc<Counters>,
+    book: SharedBook,
 }
 
 impl LoanTree {
@@ -68,11 +78,13 @@ impl LoanTree {
     ) -> Result<LoanTree, TreeError> {
         let counters = Arc::new(Counters::default());
         let slot: SupervisorSlot = Arc::new(RwLock::new(None));
+        let book = SharedBook::default();
         let args = RootArgs {
             config: config.clone(),
             store,
             counters: Arc::clone(&counters),
             slot: Arc::clone(&slot),
+            book: Arc::clone(&book),
         };
         let (root, _join) = Actor::spawn(None, RootSupervisor, args)
             .await
@@ -83,6 +95,7 @@ impl LoanTree {
                 root,
                 slot,
                 counters,
+                book,
             }),
         })
     }
@@ -175,9 +188,11 @@ impl LoanTree {
     }
 
     /// Graceful stop: refuses new calls, lets every loan actor finish the commands
-    /// already queued (they are committed and answered), then stops the tree.
-    /// Waits at most `shutdown_timeout`; past it the remaining actors are stopped
-    /// and their queued callers get `ActorFailed`.
+    /// already queued (they are committed and answered), then stops the
+    /// services still running, the last registered first (each as
+    /// [`LoanTree::stop_service`]), then the tree. Each wait is at most
+    /// `shutdown_timeout`; past it the remaining loan actors are stopped and
+    /// their queued callers get `ActorFailed`.
     pub async fn stop(self) -> Result<(), TreeError> {
         let limit = self.inner.config.shutdown_timeout;
         let drained = match self.supervisor() {
@@ -188,6 +203,18 @@ impl LoanTree {
             }
             Err(_) => true,
         };
+        let names: Vec<String> = {
+            let mut book = lock(&self.inner.book);
+            book.closed = true;
+            book.entries
+                .iter()
+                .rev()
+                .map(|entry| entry.service.name().to_owned())
+                .collect()
+        };
+        for name in names {
+            let _ = self.stop_service(&name).await;
+        }
         let root = &self.inner.root;
         let _ = root.stop_children_and_wait(None, Some(limit)).await;
         let _ = root.stop_and_wait(None, Some(limit)).await;
@@ -208,6 +235,105 @@ impl LoanTree {
             reply,
         })
         .await
+    }
+
+    /// Registers `service` under the root and starts it; it is re-spawned
+    /// after a failure within `budget`.
+    pub async fn supervise(
+        &self,
+        service: Arc<dyn Service>,
+        budget: RestartBudget,
+    ) -> Result<(), ServiceError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .root
+            .cast(RootMsg::Supervise {
+                service,
+                budget,
+                reply,
+            })
+            .map_err(|_| ServiceError::ShuttingDown)?;
+        answer.await.map_err(|_| ServiceError::ShuttingDown)?
+    }
+
+    /// Asks the named service to stop and waits (at most `shutdown_timeout`)
+    /// for its run to finish what it holds; past that its actor is killed.
+    /// It is not restarted. Stopping a service that is down just marks it stopped.
+    pub async fn stop_service(&self, name: &str) -> Result<(), ServiceError> {
+        let actor = {
+            let mut book = lock(&self.inner.book);
+            let entry = book
+                .by_name(name)
+                .ok_or_else(|| ServiceError::Unknown(name.to_owned()))?;
+            entry.state = match entry.state {
+                ServiceState::Failed | ServiceState::Stopped => entry.state,
+                ServiceState::Running | ServiceState::Stopping => ServiceState::Stopping,
+                ServiceState::Restarting => ServiceState::Stopped,
+            };
+            let _ = entry.stop.send(true);
+            entry.actor.clone()
+        };
+        if let Some(actor) = actor {
+            let limit = self.inner.config.shutdown_timeout;
+            if actor.wait(Some(limit)).await.is_err() {
+                tracing::warn!(service = %name, "service did not stop in time; killing it");
+                actor.kill();
+                let _ = actor.wait(Some(limit)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The root's supervised children: the loan supervisor's restarts and
+    /// every service with its state, restarts and backlog (each probe bounded
+    /// by the call timeout; `None` when it did not answer in time).
+    pub async fn supervision(&self) -> SupervisionSnapshot {
+        let (loan_supervisor_restarts, mut services, probes) = {
+            let mut book = lock(&self.inner.book);
+            let services = book.snapshots(Instant::now());
+            let probes: Vec<Arc<dyn Service>> = book
+                .entries
+                .iter()
+                .map(|entry| Arc::clone(&entry.service))
+                .collect();
+            (book.loan_supervisor_restarts, services, probes)
+        };
+        let limit = self.inner.config.call_timeout;
+        let backlogs = futures_join_all(probes.iter().map(|service| async move {
+            tokio::time::timeout(limit, service.backlog())
+                .await
+                .ok()
+                .flatten()
+        }))
+        .await;
+        for (snapshot, backlog) in services.iter_mut().zip(backlogs) {
+            snapshot.backlog = backlog;
+        }
+        SupervisionSnapshot {
+            loan_supervisor_restarts,
+            services,
+        }
+    }
+
+    /// Names of the services down past their restart budget (no probes; cheap).
+    pub fn failed_services(&self) -> Vec<String> {
+        lock(&self.inner.book)
+            .entries
+            .iter()
+            .filter(|entry| entry.state == ServiceState::Failed)
+            .map(|entry| entry.service.name().to_owned())
+            .collect()
+    }
+
+    /// Test hook: the named service's next [`ServiceContext::fault_point`] panics.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn inject_service_panic(&self, name: &str) -> Result<(), ServiceError> {
+        let mut book = lock(&self.inner.book);
+        let entry = book
+            .by_name(name)
+            .ok_or_else(|| ServiceError::Unknown(name.to_owned()))?;
+        entry.fault.arm();
+        Ok(())
     }
 
     fn supervisor(&self) -> Result<ActorRef<SupervisorMsg>, TreeError> {
@@ -242,4 +368,31 @@ impl LoanTree {
             }
         }
     }
+}
+
+/// Awaits every future, concurrently, answers in order (no `futures` crate in the core).
+async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for future in futures {
+        set.push(Box::pin(future));
+    }
+    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in set.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|output| output.expect("every future finished")).collect()
 }

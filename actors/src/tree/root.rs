@@ -1,26 +1,52 @@
-//! The root supervisor: owns the long-lived children of the tree (today the loan
-//! supervisor; later the notification, audit and scheduler actors) and re-spawns
-//! one that fails.
+//! The root supervisor: owns the long-lived children of the tree — the loan
+//! supervisor and the services registered with [`super::LoanTree::supervise`]
+//! (consumers, relay, scheduler) — and re-spawns one that fails.
 //!
-//! To add a child: a field in [`RootChildren`], a spawn in [`spawn_children`], and
-//! a branch in [`RootSupervisor::handle_supervisor_evt`] that re-spawns it.
+//! The loan supervisor is re-spawned at once, at most
+//! [`MAX_SUPERVISOR_RESTARTS`] times. A service is re-spawned after a pause
+//! that doubles with each failure in its budget's window; the failure past
+//! its budget leaves it down (`Failed`), visible in the snapshot.
 
 use std::sync::{Arc, RwLock};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use crate::store::LoanStore;
 
 use super::config::{MAX_SUPERVISOR_RESTARTS, TreeConfig};
+use super::service::{RestartBudget, Service, ServiceError, ServiceState};
+use super::service_actor::{ServiceAfterFailure, ServiceEntry, SharedBook, lock, spawn_service};
 use super::supervisor::{LoanSupervisor, SupervisorArgs, SupervisorMsg};
 use super::types::Counters;
 
 /// Where the handle finds the current loan supervisor (replaced when it is re-spawned).
 pub(crate) type SupervisorSlot = Arc<RwLock<Option<ActorRef<SupervisorMsg>>>>;
 
-/// The root has no messages of its own yet: it only supervises.
-#[derive(Debug)]
-pub(crate) enum RootMsg {}
+/// The root's messages: services join, and failed ones come back.
+pub(crate) enum RootMsg {
+    /// Register and start a service.
+    Supervise {
+        /// The service.
+        service: Arc<dyn Service>,
+        /// How often it may fail.
+        budget: RestartBudget,
+        /// Answered once its actor is spawned.
+        reply: oneshot::Sender<Result<(), ServiceError>>,
+    },
+    /// Re-spawn the named service after its pause (sent by a timer).
+    Respawn(String),
+}
+
+impl std::fmt::Debug for RootMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Supervise { service, .. } => write!(f, "Supervise({})", service.name()),
+            Self::Respawn(name) => write!(f, "Respawn({name})"),
+        }
+    }
+}
 
 /// What the root starts from.
 pub(crate) struct RootArgs {
@@ -32,6 +58,8 @@ pub(crate) struct RootArgs {
     pub(crate) counters: Arc<Counters>,
     /// Published current loan supervisor.
     pub(crate) slot: SupervisorSlot,
+    /// The services' books.
+    pub(crate) book: SharedBook,
 }
 
 /// The root's children.
@@ -76,6 +104,106 @@ async fn spawn_children(args: &RootArgs, root: ActorCell) -> Result<RootChildren
     })
 }
 
+impl RootState {
+    /// Registers `service` and spawns its actor.
+    async fn supervise(
+        &mut self,
+        root: ActorCell,
+        service: Arc<dyn Service>,
+        budget: RestartBudget,
+    ) -> Result<(), ServiceError> {
+        let name = service.name().to_owned();
+        let (stop, fault) = {
+            let mut book = lock(&self.args.book);
+            if book.closed {
+                return Err(ServiceError::ShuttingDown);
+            }
+            if book.by_name(&name).is_some() {
+                return Err(ServiceError::NameTaken(name));
+            }
+            let entry = ServiceEntry::new(Arc::clone(&service), budget);
+            let handles = (entry.stop.subscribe(), Arc::clone(&entry.fault));
+            book.entries.push(entry);
+            handles
+        };
+        match spawn_service(service, stop, fault, root).await {
+            Ok(cell) => {
+                if let Some(entry) = lock(&self.args.book).by_name(&name) {
+                    entry.actor = Some(cell);
+                }
+                tracing::info!(service = %name, "service started");
+                Ok(())
+            }
+            Err(error) => {
+                lock(&self.args.book)
+                    .entries
+                    .retain(|entry| entry.service.name() != name);
+                Err(ServiceError::Spawn {
+                    name,
+                    cause: error.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Spawns a fresh actor for a service waiting to be restarted.
+    async fn respawn(&mut self, root: ActorCell, name: &str) -> Result<(), ActorProcessingErr> {
+        let (service, stop, fault) = {
+            let mut book = lock(&self.args.book);
+            let closed = book.closed;
+            let Some(entry) = book.by_name(name) else {
+                return Ok(());
+            };
+            if entry.state != ServiceState::Restarting || closed {
+                return Ok(());
+            }
+            (
+                Arc::clone(&entry.service),
+                entry.stop.subscribe(),
+                Arc::clone(&entry.fault),
+            )
+        };
+        let cell = spawn_service(service, stop, fault, root).await?;
+        let mut book = lock(&self.args.book);
+        if let Some(entry) = book.by_name(name) {
+            entry.actor = Some(cell);
+            entry.state = ServiceState::Running;
+            entry.restarts += 1;
+            tracing::warn!(service = %name, restarts = entry.restarts, "service re-spawned");
+        }
+        Ok(())
+    }
+
+    /// Books a service actor's failure; schedules its re-spawn within budget.
+    fn service_failed(&mut self, root: &ActorRef<RootMsg>, cell: &ActorCell, error: String) {
+        let mut book = lock(&self.args.book);
+        let Some(entry) = book.by_actor(cell.get_id()) else {
+            return;
+        };
+        let name = entry.service.name().to_owned();
+        match entry.on_failure(Instant::now(), error.clone()) {
+            ServiceAfterFailure::RestartAfter(pause) => {
+                tracing::error!(service = %name, %error, pause_ms = pause.as_millis() as u64, "service failed; restarting it");
+                let _ = root.send_after(pause, move || RootMsg::Respawn(name));
+            }
+            ServiceAfterFailure::StayDown if entry.state == ServiceState::Failed => {
+                tracing::error!(service = %name, %error, "service failed past its restart budget; it stays down");
+            }
+            ServiceAfterFailure::StayDown => {
+                tracing::warn!(service = %name, %error, "service failed while stopping");
+            }
+        }
+    }
+
+    fn service_terminated(&mut self, cell: &ActorCell) {
+        let mut book = lock(&self.args.book);
+        if let Some(entry) = book.by_actor(cell.get_id()) {
+            entry.actor = None;
+            entry.state = ServiceState::Stopped;
+        }
+    }
+}
+
 impl Actor for RootSupervisor {
     type Msg = RootMsg;
     type State = RootState;
@@ -96,11 +224,32 @@ impl Actor for RootSupervisor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<RootMsg>,
+        myself: ActorRef<RootMsg>,
         message: RootMsg,
-        _state: &mut RootState,
+        state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        match message {}
+        match message {
+            RootMsg::Supervise {
+                service,
+                budget,
+                reply,
+            } => {
+                let result = state.supervise(myself.get_cell(), service, budget).await;
+                let _ = reply.send(result);
+            }
+            RootMsg::Respawn(name) => {
+                if let Err(error) = state.respawn(myself.get_cell(), &name).await {
+                    // Could not even spawn: count it as one more failure.
+                    tracing::error!(service = %name, %error, "re-spawning a service failed");
+                    let mut book = lock(&state.args.book);
+                    if let Some(entry) = book.by_name(&name) {
+                        entry.state = ServiceState::Failed;
+                        entry.last_failure = Some(error.to_string());
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Overridden: ractor's default stops the root when any child exits.
@@ -110,10 +259,16 @@ impl Actor for RootSupervisor {
         event: SupervisionEvent,
         state: &mut RootState,
     ) -> Result<(), ActorProcessingErr> {
-        let SupervisionEvent::ActorFailed(cell, error) = event else {
-            return Ok(());
+        let (cell, error) = match event {
+            SupervisionEvent::ActorFailed(cell, error) => (cell, error),
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                state.service_terminated(&cell);
+                return Ok(());
+            }
+            _ => return Ok(()),
         };
         if cell.get_id() != state.children.loans.get_id() {
+            state.service_failed(&myself, &cell, error.to_string());
             return Ok(());
         }
         tracing::error!(%error, "loan supervisor failed");
@@ -127,6 +282,7 @@ impl Actor for RootSupervisor {
             return Ok(());
         }
         state.restarts += 1;
+        lock(&state.args.book).loan_supervisor_restarts = state.restarts;
         // Its loan actors were linked to it; stop them so no orphan keeps a loan.
         cell.stop_children(Some("supervisor failed".to_owned()));
         state.children.loans = spawn_loan_supervisor(&state.args, myself.get_cell()).await?;

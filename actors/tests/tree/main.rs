@@ -3,5 +3,6 @@
 
 mod batching;
 mod lifecycle;
+mod services;
 mod supervision;
 mod support;
