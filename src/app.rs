@@ -12,22 +12,21 @@ use salvo::server::ServerHandle;
 use crate::audit::consumer::AuditConsumer;
 use crate::auth::tokens::TokenKeys;
 use crate::bus::BusConnection;
-use crate::bus::consumer::ConsumerTask;
-use crate::bus::consumer::{BatchHandler, OneAtATime};
+use crate::bus::consumer::{BatchHandler, ConsumerService, OneAtATime};
 use crate::bus::metered::Metered;
-use crate::bus::relay::Relay;
+use crate::bus::relay::RelayService;
 use crate::clock::Clock;
 use crate::http::rate_limit::{EVICTION_INTERVAL, RateLimits};
 use crate::http::{self, state::AppState};
 use crate::inbound::{InboundPaymentHandler, InboundPayments};
 use crate::jobs::JobRunner;
-use crate::jobs::scheduler::JobScheduling;
+use crate::jobs::scheduler::{SCHEDULER_SERVICE, SchedulerService};
 use crate::notifications::consumer::{NotificationHandler, PENDING_SWEEP_INTERVAL};
 use crate::ops::summary::{OPS_METRICS_SUBJECT, summary};
 use crate::settings::Settings;
 use crate::store;
 use crate::store::loans::SqlLoanStore;
-use actors::tree::{LoanTree, TreeConfig};
+use actors::tree::{LoanTree, RestartBudget, TreeConfig};
 
 /// How long in-flight requests may take to finish after a stop signal.
 const GRACEFUL_STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -137,10 +136,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let handle: ServerHandle = self.server.handle();
-        let events = EventFlow::start(&self.state).await;
-        let scheduling = JobScheduling::start(self.state.jobs.clone(), &self.state.settings.jobs)
-            .await
-            .context("starting the job scheduler")?;
+        let email_sweep = start_services(&self.state).await?;
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let retention = tokio::spawn(crate::bus::retention::run(
             self.state.db.clone(),
@@ -170,15 +166,20 @@ impl Application {
         session_changes.abort();
         summaries.abort();
         metrics_upkeep.abort();
+        email_sweep.abort();
         tracing::info!("HTTP stopped; stopping the scheduler");
         // Before the actors: a run in progress still needs them for its current page.
-        scheduling.stop().await;
-        tracing::info!("draining loan actors");
+        self.state.jobs.interrupt();
+        if let Err(error) = self.state.tree.stop_service(SCHEDULER_SERVICE).await {
+            tracing::warn!(%error, "stopping the scheduler");
+        }
+        // The tree drains the loan actors, then stops the services last
+        // registered first: the relay flushes the outbox (their last
+        // commits' events) while the consumers still run, then they drain.
+        tracing::info!("draining loan actors, then the relay and the consumers");
         if let Err(error) = self.state.tree.clone().stop().await {
             tracing::warn!(%error, "loan actors did not drain in time");
         }
-        // After the actors: their last commits' events are in the outbox.
-        events.stop().await;
         self.state.bus.close().await;
         self.state.db.close().await;
         tracing::info!("stopped");
@@ -204,77 +205,70 @@ fn tree_config(settings: &Settings) -> TreeConfig {
     }
 }
 
-/// The background side of the bus: the consumers and the outbox relay.
-struct EventFlow {
-    relay: Relay,
-    consumers: Vec<ConsumerTask>,
-    /// Sends pending e-mails nobody holds (claims of dead senders lapse).
-    email_sweep: tokio::task::JoinHandle<()>,
-}
-
-impl EventFlow {
-    /// Consumers first, so an in-process consumer is registered before the
-    /// relay publishes anything.
-    async fn start(state: &AppState) -> Self {
-        let bus = state.bus.as_bus();
-        let notifications = Arc::new(NotificationHandler::new(
-            state.db.clone(),
-            state.mailer.clone(),
-            state.clock.clone(),
-            state.metrics.clone(),
-        ));
-        notifications.resume_pending().await;
-        let email_sweep = notifications.sweep_every(PENDING_SWEEP_INTERVAL);
-        let inbound = InboundPaymentHandler::new(
-            InboundPayments::new(state.db.clone(), state.tree.clone(), state.clock.clone()),
-            state.db.clone(),
+/// Puts the long-lived components under the tree's root, each with the
+/// default [`RestartBudget`]: the consumers first (an in-process consumer
+/// must be registered before the relay publishes anything), then the relay,
+/// then the scheduler. Returns the e-mail sweep (a plain task: it only
+/// queues pending mails, and the next sweep redoes a lost one).
+async fn start_services(state: &AppState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let bus = state.bus.as_bus();
+    let notifications = Arc::new(NotificationHandler::new(
+        state.db.clone(),
+        state.mailer.clone(),
+        state.clock.clone(),
+        state.metrics.clone(),
+    ));
+    notifications.resume_pending().await;
+    let email_sweep = notifications.sweep_every(PENDING_SWEEP_INTERVAL);
+    let inbound = InboundPaymentHandler::new(
+        InboundPayments::new(state.db.clone(), state.tree.clone(), state.clock.clone()),
+        state.db.clone(),
+        bus.clone(),
+        state.clock.clone(),
+        state.settings.events.pending_retry,
+    );
+    // Audit and notifications take batches; inbound payments go one at
+    // a time (each is a command to a loan's actor).
+    let handlers: [(&str, Arc<dyn BatchHandler>); 3] = [
+        (
+            crate::audit::consumer::CONSUMER_NAME,
+            Arc::new(AuditConsumer::new(state.db.clone())),
+        ),
+        (NOTIFICATIONS_CONSUMER, notifications),
+        (INBOUND_CONSUMER, Arc::new(OneAtATime(Arc::new(inbound)))),
+    ];
+    let budget = RestartBudget::default();
+    for (name, handler) in handlers {
+        let metered = Arc::new(Metered::new(name, handler, state.metrics.clone()));
+        let consumer = ConsumerService::new(
             bus.clone(),
-            state.clock.clone(),
-            state.settings.events.pending_retry,
-        );
-        // Audit and notifications take batches; inbound payments go one at
-        // a time (each is a command to a loan's actor).
-        let handlers: [(&str, Arc<dyn BatchHandler>); 3] = [
-            (
-                crate::audit::consumer::CONSUMER_NAME,
-                Arc::new(AuditConsumer::new(state.db.clone())),
-            ),
-            (NOTIFICATIONS_CONSUMER, notifications),
-            (INBOUND_CONSUMER, Arc::new(OneAtATime(Arc::new(inbound)))),
-        ];
-        let mut consumers = Vec::with_capacity(handlers.len());
-        for (name, handler) in handlers {
-            let metered = Arc::new(Metered::new(name, handler, state.metrics.clone()));
-            consumers.push(
-                ConsumerTask::start(
-                    bus.clone(),
-                    crate::bus::definitions::consumer(name),
-                    metered,
-                )
-                .await,
-            );
-        }
-        let relay = Relay::start(
-            state.db.clone(),
-            bus,
-            state.settings.events.outbox_poll_interval,
-        );
-        Self {
-            relay,
-            consumers,
-            email_sweep,
-        }
+            crate::bus::definitions::consumer(name),
+            metered,
+        )
+        .await;
+        state
+            .tree
+            .supervise(Arc::new(consumer), budget)
+            .await
+            .with_context(|| format!("starting the {name} consumer"))?;
     }
-
-    /// Flushes the outbox while the consumers still run (the in-process bus
-    /// needs them to accept), then drains the consumers.
-    async fn stop(self) {
-        self.email_sweep.abort();
-        self.relay.stop().await;
-        for consumer in self.consumers {
-            consumer.stop().await;
-        }
-    }
+    let relay = RelayService::new(
+        state.db.clone(),
+        bus,
+        state.settings.events.outbox_poll_interval,
+    );
+    state
+        .tree
+        .supervise(Arc::new(relay), budget)
+        .await
+        .context("starting the outbox relay")?;
+    let scheduler = SchedulerService::new(state.jobs.clone(), &state.settings.jobs);
+    state
+        .tree
+        .supervise(Arc::new(scheduler), budget)
+        .await
+        .context("starting the job scheduler")?;
+    Ok(email_sweep)
 }
 
 /// Keeps memory and tables bounded: drops idle rate-limiter keys and

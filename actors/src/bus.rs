@@ -178,6 +178,17 @@ pub trait Bus: Send + Sync + 'static {
         &self,
         spec: ConsumerSpec,
     ) -> BoxFuture<'_, Result<Box<dyn Subscription>, BusError>>;
+
+    /// Messages waiting for the consumer named `consumer`: not yet delivered
+    /// plus delivered and unsettled, as far as the bus can tell (`None` by
+    /// default: it cannot).
+    fn backlog<'a>(
+        &'a self,
+        consumer: &'a ConsumerSpec,
+    ) -> BoxFuture<'a, Result<Option<u64>, BusError>> {
+        let _ = consumer;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// True when `subject` matches the NATS `filter` (`*` = one token, `>` = the rest).

@@ -10,14 +10,22 @@
 //!
 //! On stop, the batch being processed is finished and settled first;
 //! deliveries not yet handed out are left to the bus to redeliver.
+//!
+//! A [`ConsumerService`] is supervised by the actor tree's root: a panic in
+//! its handler ends that run with the batch unsettled (the bus redelivers
+//! it; handlers are idempotent) and the root starts a fresh run, which
+//! subscribes again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use actors::bus::{Bus, BusError, ConsumerSpec, Delivery, Settlement, Subscription};
 use actors::store::BoxFuture;
+use actors::tree::service::FaultSwitch;
+use actors::tree::{Service, ServiceContext};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::backoff::Backoff;
 
@@ -67,18 +75,21 @@ impl BatchHandler for OneAtATime {
     }
 }
 
-/// A running consumer task.
-#[derive(Debug)]
-pub struct ConsumerTask {
-    name: String,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+/// A durable consumer as a supervised service (`/admin/actors` lists it by
+/// its consumer name).
+pub struct ConsumerService {
+    bus: Arc<dyn Bus>,
+    spec: ConsumerSpec,
+    handler: Arc<dyn BatchHandler>,
+    /// The subscription made at construction, for the first run.
+    first: Mutex<Option<Box<dyn Subscription>>>,
 }
 
-impl ConsumerTask {
-    /// Subscribes (one attempt, so an in-process consumer is registered
-    /// before anything is published) and starts the task.
-    pub async fn start(
+impl ConsumerService {
+    /// Subscribes once (so an in-process consumer is registered before
+    /// anything is published); the runs subscribe again while that failed,
+    /// and after every restart.
+    pub async fn new(
         bus: Arc<dyn Bus>,
         spec: ConsumerSpec,
         handler: Arc<dyn BatchHandler>,
@@ -90,27 +101,56 @@ impl ConsumerTask {
                 None
             }
         };
-        let (stop, stopped) = watch::channel(false);
-        let name = spec.name.clone();
-        let task = tokio::spawn(run(bus, spec, handler, first, stopped));
-        Self { name, stop, task }
-    }
-
-    /// Finishes the batch in hand, settles it, and ends the task.
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        if let Err(error) = self.task.await {
-            tracing::error!(consumer = %self.name, %error, "consumer task failed");
+        Self {
+            bus,
+            spec,
+            handler,
+            first: Mutex::new(first),
         }
     }
 }
 
+impl Service for ConsumerService {
+    fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    fn run(&self, context: ServiceContext) -> BoxFuture<'_, ()> {
+        let first = self
+            .first
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        Box::pin(run(
+            self.bus.as_ref(),
+            &self.spec,
+            self.handler.as_ref(),
+            first,
+            context.stopping(),
+            context.fault(),
+        ))
+    }
+
+    fn backlog(&self) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            match self.bus.backlog(&self.spec).await {
+                Ok(backlog) => backlog,
+                Err(error) => {
+                    tracing::debug!(consumer = %self.spec.name, %error, "consumer backlog unreadable");
+                    None
+                }
+            }
+        })
+    }
+}
+
 async fn run(
-    bus: Arc<dyn Bus>,
-    spec: ConsumerSpec,
-    handler: Arc<dyn BatchHandler>,
+    bus: &dyn Bus,
+    spec: &ConsumerSpec,
+    handler: &dyn BatchHandler,
     mut subscription: Option<Box<dyn Subscription>>,
     mut stopped: watch::Receiver<bool>,
+    fault: Arc<FaultSwitch>,
 ) {
     let mut backoff = Backoff::new(FIRST_RETRY_PAUSE, MAX_RETRY_PAUSE);
     loop {
@@ -140,7 +180,7 @@ async fn run(
             Ok(first) => {
                 backoff.reset();
                 let (batch, broken) = fill_batch(first, current.as_mut(), handler.max_batch());
-                process(&spec.name, handler.as_ref(), batch).await;
+                process(&spec.name, handler, batch, &fault).await;
                 broken
             }
             Err(error) => Some(error),
@@ -176,9 +216,17 @@ fn fill_batch(
     (batch, None)
 }
 
-/// Hands `batch` to `handler` and settles each delivery as it says, in order.
-async fn process(consumer: &str, handler: &dyn BatchHandler, batch: Vec<Delivery>) {
+/// Hands `batch` to `handler` and settles each delivery as it says, in
+/// order. The fault point sits between the two: an injected panic leaves a
+/// handled batch unsettled, the worst moment for "nothing lost or repeated".
+async fn process(
+    consumer: &str,
+    handler: &dyn BatchHandler,
+    batch: Vec<Delivery>,
+    fault: &FaultSwitch,
+) {
     let mut settlements = handler.handle_batch(&batch).await;
+    fault.fire_if_armed();
     if settlements.len() != batch.len() {
         // A handler bug; retrying what it left unsaid loses nothing.
         tracing::error!(
@@ -347,7 +395,22 @@ mod tests {
             max,
             seen: Mutex::default(),
         });
-        let task = ConsumerTask::start(bus, spec(), handler.clone()).await;
+        let (stop, stopped) = watch::channel(false);
+        let first = bus.subscribe(spec()).await.ok();
+        let consumer = {
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                run(
+                    bus.as_ref(),
+                    &spec(),
+                    handler.as_ref(),
+                    first,
+                    stopped,
+                    Arc::default(),
+                )
+                .await;
+            })
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while settled.lock().unwrap().len() < count {
             assert!(
@@ -356,7 +419,8 @@ mod tests {
             );
             tokio::task::yield_now().await;
         }
-        task.stop().await;
+        stop.send(true).unwrap();
+        consumer.await.unwrap();
         let sizes = handler.seen.lock().unwrap().clone();
         let settlements = settled.lock().unwrap().clone();
         (sizes, settlements)

@@ -10,20 +10,33 @@
 //! the row at the next start, and consumers are idempotent by event id.
 //! Messages on subjects nobody consumes are dropped, like a NATS subject
 //! without a stream.
+//!
+//! A consumer that goes away holding deliveries (its run panicked and is
+//! being restarted) gets them again once it subscribes again under its
+//! name, like a NATS delivery whose lease lapsed. If it does not come back
+//! within [`RESUBSCRIBE_WAIT`], the message counts as not stored: the relay
+//! leaves its outbox row unpublished and tries again later.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use actors::bus::{
     Acker, BusError, ConsumerSpec, Delivery, OutgoingMessage, Settlement, Subscription,
     subject_matches,
 };
 use actors::store::BoxFuture;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Deliveries queued per consumer before publishers wait for room: more
 /// than one relay round (100 rows), so a round reaches a batching consumer
 /// as one batch.
 const CONSUMER_QUEUE: usize = 128;
+/// How long a delivery waits for its consumer to subscribe again after the
+/// consumer went away holding it (longer than a supervised restart's pause).
+const RESUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
 
 /// One delivery on its way to a consumer, with the channel its settlement comes back on.
 struct Queued {
@@ -42,6 +55,10 @@ struct Registered {
 #[derive(Default)]
 pub struct InProcessBus {
     consumers: Mutex<Vec<Registered>>,
+    /// Raised whenever a consumer (re-)subscribes.
+    subscribed: Notify,
+    /// Messages handed to each consumer (by name) and not yet settled.
+    unsettled: Mutex<HashMap<String, Arc<AtomicU64>>>,
 }
 
 impl std::fmt::Debug for InProcessBus {
@@ -55,7 +72,9 @@ impl InProcessBus {
     /// waits until each has settled it.
     pub async fn publish(&self, message: OutgoingMessage) -> Result<(), BusError> {
         for (spec, queue) in self.targets(&message) {
-            deliver(&spec, &queue, &message).await;
+            if !self.deliver(&spec, queue, &message).await {
+                return Err(gone(&spec));
+            }
         }
         Ok(())
     }
@@ -64,16 +83,37 @@ impl InProcessBus {
     /// until each consumer has settled each message. Messages enter a
     /// consumer's queue in the order given (the futures first run in that
     /// order, and a full queue lets waiting senders in first come, first
-    /// served). Nothing is refused: all of them count as stored.
+    /// served). The stored prefix ends before the first message a consumer
+    /// went away from without coming back.
     pub async fn publish_all(&self, messages: Vec<OutgoingMessage>) -> (usize, Option<BusError>) {
         let mut deliveries = Vec::new();
-        for message in &messages {
+        for (index, message) in messages.iter().enumerate() {
             for (spec, queue) in self.targets(message) {
-                deliveries.push(async move { deliver(&spec, &queue, message).await });
+                deliveries.push(async move {
+                    let delivered = self.deliver(&spec, queue, message).await;
+                    (index, delivered.then_some(()).ok_or_else(|| gone(&spec)))
+                });
             }
         }
-        futures::future::join_all(deliveries).await;
-        (messages.len(), None)
+        let outcomes = futures::future::join_all(deliveries).await;
+        let first_failure = outcomes
+            .into_iter()
+            .filter_map(|(index, outcome)| outcome.err().map(|error| (index, error)))
+            .min_by_key(|(index, _)| *index);
+        match first_failure {
+            Some((index, error)) => (index, Some(error)),
+            None => (messages.len(), None),
+        }
+    }
+
+    /// Messages handed to the consumer `name` and not yet settled (queued or in hand).
+    pub fn backlog(&self, name: &str) -> Option<u64> {
+        let unsettled = self.unsettled.lock().expect("unsettled lock");
+        Some(
+            unsettled
+                .get(name)
+                .map_or(0, |count| count.load(Ordering::Relaxed)),
+        )
     }
 
     /// The consumers `message`'s subject matches.
@@ -93,44 +133,105 @@ impl InProcessBus {
         let mut consumers = self.consumers.lock().expect("consumer list lock");
         consumers.retain(|consumer| consumer.spec.name != spec.name);
         consumers.push(Registered { spec, queue });
+        drop(consumers);
+        self.subscribed.notify_waiters();
         Box::new(InProcessSubscription { receiver })
     }
-}
 
-/// Delivers until settled, `max_deliver` is spent, or the consumer is gone.
-async fn deliver(spec: &ConsumerSpec, queue: &mpsc::Sender<Queued>, message: &OutgoingMessage) {
-    let mut delivery_count = 0_u64;
-    loop {
-        delivery_count += 1;
-        if spec
-            .max_deliver
-            .is_some_and(|max| delivery_count > u64::from(max))
-        {
-            tracing::error!(consumer = %spec.name, message_id = %message.message_id, "giving up after max_deliver attempts");
-            return;
-        }
-        let (settled, settlement) = oneshot::channel();
-        let queued = Queued {
-            message: message.clone(),
-            delivery_count,
-            settled,
-        };
-        if queue.send(queued).await.is_err() {
-            return; // The consumer stopped; nobody is left to deliver to.
-        }
-        // A delivery stays with its consumer while the consumer lives, as a
-        // NATS delivery whose holder renews it: no `ack_wait` redelivery.
-        match settlement.await {
-            Ok(Settlement::Ack | Settlement::Reject) => return,
-            Ok(Settlement::Retry { after }) => tokio::time::sleep(after).await,
-            // Dropped unsettled (the consumer is stopping): deliver it again.
-            Err(_) => {
-                if queue.is_closed() {
-                    return;
-                }
+    /// The open queue of the consumer `name`, waiting up to
+    /// [`RESUBSCRIBE_WAIT`] for it to subscribe again.
+    async fn resubscribed(&self, name: &str) -> Option<mpsc::Sender<Queued>> {
+        let deadline = tokio::time::Instant::now() + RESUBSCRIBE_WAIT;
+        loop {
+            let notified = self.subscribed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let open = self
+                .consumers
+                .lock()
+                .expect("consumer list lock")
+                .iter()
+                .find(|consumer| consumer.spec.name == name && !consumer.queue.is_closed())
+                .map(|consumer| consumer.queue.clone());
+            if open.is_some() {
+                return open;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
             }
         }
     }
+
+    fn unsettled_count(&self, name: &str) -> Arc<AtomicU64> {
+        let mut unsettled = self.unsettled.lock().expect("unsettled lock");
+        Arc::clone(unsettled.entry(name.to_owned()).or_default())
+    }
+
+    /// Delivers until settled or `max_deliver` is spent (true), or until the
+    /// consumer went away and did not come back (false).
+    async fn deliver(
+        &self,
+        spec: &ConsumerSpec,
+        mut queue: mpsc::Sender<Queued>,
+        message: &OutgoingMessage,
+    ) -> bool {
+        let unsettled = self.unsettled_count(&spec.name);
+        unsettled.fetch_add(1, Ordering::Relaxed);
+        let delivered = self.deliver_counted(spec, &mut queue, message).await;
+        unsettled.fetch_sub(1, Ordering::Relaxed);
+        delivered
+    }
+
+    async fn deliver_counted(
+        &self,
+        spec: &ConsumerSpec,
+        queue: &mut mpsc::Sender<Queued>,
+        message: &OutgoingMessage,
+    ) -> bool {
+        let mut delivery_count = 0_u64;
+        loop {
+            delivery_count += 1;
+            if spec
+                .max_deliver
+                .is_some_and(|max| delivery_count > u64::from(max))
+            {
+                tracing::error!(consumer = %spec.name, message_id = %message.message_id, "giving up after max_deliver attempts");
+                return true;
+            }
+            let (settled, settlement) = oneshot::channel();
+            let queued = Queued {
+                message: message.clone(),
+                delivery_count,
+                settled,
+            };
+            let handed = queue.send(queued).await.is_ok();
+            // A delivery stays with its consumer while the consumer lives, as a
+            // NATS delivery whose holder renews it: no `ack_wait` redelivery.
+            let outcome = if handed { settlement.await.ok() } else { None };
+            match outcome {
+                Some(Settlement::Ack | Settlement::Reject) => return true,
+                Some(Settlement::Retry { after }) => tokio::time::sleep(after).await,
+                // Dropped unsettled: deliver it again, to the consumer's next
+                // subscription if this one is gone.
+                None if queue.is_closed() => match self.resubscribed(&spec.name).await {
+                    Some(fresh) => *queue = fresh,
+                    None => {
+                        tracing::warn!(consumer = %spec.name, message_id = %message.message_id, "consumer gone; the message is not stored");
+                        return false;
+                    }
+                },
+                None => {}
+            }
+        }
+    }
+}
+
+/// The error for a message whose consumer went away.
+fn gone(spec: &ConsumerSpec) -> BusError {
+    BusError::Unavailable(format!(
+        "in-process consumer {} went away without settling",
+        spec.name
+    ))
 }
 
 struct InProcessSubscription {

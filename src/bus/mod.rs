@@ -140,6 +140,19 @@ impl Bus for BusConnection {
             Self::Nats(nats) => Box::pin(nats.subscribe(spec)),
         }
     }
+
+    fn backlog<'a>(
+        &'a self,
+        consumer: &'a ConsumerSpec,
+    ) -> BoxFuture<'a, Result<Option<u64>, BusError>> {
+        match self {
+            Self::InProcess(bus) => {
+                let backlog = bus.backlog(&consumer.name);
+                Box::pin(async move { Ok(backlog) })
+            }
+            Self::Nats(nats) => Box::pin(nats.backlog(consumer)),
+        }
+    }
 }
 
 /// Host and port of a NATS URL, without credentials.

@@ -281,6 +281,23 @@ impl NatsBus {
     }
 }
 
+impl NatsBus {
+    /// The durable consumer's pending plus unacknowledged messages.
+    pub async fn backlog(&self, spec: &ConsumerSpec) -> Result<Option<u64>, BusError> {
+        let stream = self
+            .jetstream
+            .get_stream_no_info(self.namespace.name(&spec.stream))
+            .await
+            .map_err(|error| unavailable(format!("stream {}: {error}", spec.stream)))?;
+        let info = stream
+            .consumer_info(self.namespace.name(&spec.name))
+            .await
+            .map_err(|error| unavailable(format!("consumer {}: {error}", spec.name)))?;
+        let unsettled = u64::try_from(info.num_ack_pending).unwrap_or(u64::MAX);
+        Ok(Some(info.num_pending.saturating_add(unsettled)))
+    }
+}
+
 fn unavailable(reason: String) -> BusError {
     BusError::Unavailable(reason)
 }

@@ -19,11 +19,19 @@
 //! PostgreSQL: several relays (one per instance) claim disjoint rows with
 //! `for update skip locked` (see [`outbox::claim`]). SQLite: one process,
 //! one relay.
+//!
+//! In the service it runs as [`RelayService`], supervised by the actor
+//! tree's root: a panic in a round leaves its rows unstamped (on PostgreSQL
+//! the claiming transaction rolls back with its dropped task) and the next
+//! run publishes them again; the bus drops the repeats.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actors::bus::{Bus, OutgoingMessage};
+use actors::store::BoxFuture;
+use actors::tree::service::FaultSwitch;
+use actors::tree::{Service, ServiceContext};
 use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,7 +60,53 @@ pub enum RelayError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// The running relay.
+/// The relay's name under the supervision tree.
+pub const RELAY_SERVICE: &str = "relay";
+
+/// The relay as a supervised service; its backlog is the outbox's unpublished rows.
+pub struct RelayService {
+    db: Db,
+    bus: Arc<dyn Bus>,
+    poll_interval: Duration,
+}
+
+impl RelayService {
+    /// Relays from `db` to `bus` as [`Relay::start`] does, once supervised.
+    pub fn new(db: Db, bus: Arc<dyn Bus>, poll_interval: Duration) -> Self {
+        Self {
+            db,
+            bus,
+            poll_interval,
+        }
+    }
+}
+
+impl Service for RelayService {
+    fn name(&self) -> &str {
+        RELAY_SERVICE
+    }
+
+    fn run(&self, context: ServiceContext) -> BoxFuture<'_, ()> {
+        Box::pin(run(
+            self.db.clone(),
+            Arc::clone(&self.bus),
+            self.poll_interval,
+            context.stopping(),
+            context.fault(),
+        ))
+    }
+
+    fn backlog(&self) -> BoxFuture<'_, Option<u64>> {
+        Box::pin(async move {
+            outbox::unpublished_count(&self.db)
+                .await
+                .ok()
+                .and_then(|pending| u64::try_from(pending).ok())
+        })
+    }
+}
+
+/// The relay as a bare task (tests drive it directly).
 #[derive(Debug)]
 pub struct Relay {
     stop: watch::Sender<bool>,
@@ -65,7 +119,7 @@ impl Relay {
     /// after the last round that found less than a full batch.
     pub fn start(db: Db, bus: Arc<dyn Bus>, poll_interval: Duration) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(run(db, bus, poll_interval, stopped));
+        let task = tokio::spawn(run(db, bus, poll_interval, stopped, Arc::default()));
         Self { stop, task }
     }
 
@@ -95,6 +149,7 @@ async fn run(
     bus: Arc<dyn Bus>,
     poll_interval: Duration,
     mut stopped: watch::Receiver<bool>,
+    fault: Arc<FaultSwitch>,
 ) {
     let signal: CommitSignal = db.outbox_commits().clone();
     let mut backoff = Backoff::new(FIRST_RETRY_PAUSE, MAX_RETRY_PAUSE);
@@ -104,7 +159,7 @@ async fn run(
         let committed = signal.raised();
         tokio::pin!(committed);
         committed.as_mut().enable();
-        let next = match relay_batch(&db, bus.as_ref()).await {
+        let next = match relay_round(&db, bus.as_ref(), &fault).await {
             Ok(published) => {
                 backoff.reset();
                 if published == BATCH_SIZE as usize {
@@ -167,12 +222,21 @@ async fn flush(db: &Db, bus: &dyn Bus) {
 /// one on wait for the next round (a later one the bus stored meanwhile is
 /// dropped as a repeat by its `Nats-Msg-Id`).
 pub async fn relay_batch(db: &Db, bus: &dyn Bus) -> Result<usize, RelayError> {
+    relay_round(db, bus, &FaultSwitch::default()).await
+}
+
+/// [`relay_batch`] with the fault point between the bus's acks and the
+/// stamping (an injected panic leaves acknowledged rows unstamped).
+async fn relay_round(db: &Db, bus: &dyn Bus, fault: &FaultSwitch) -> Result<usize, RelayError> {
     match db {
         Db::Sqlite(_) => {
             // No transaction is held while publishing: the single writer must
             // stay free (the in-process audit consumer writes while we wait).
             let rows = outbox::unpublished(db, BATCH_SIZE).await?;
             let (stored, failure) = bus.publish_all(rows.iter().map(message).collect()).await;
+            if !rows.is_empty() {
+                fault.fire_if_armed();
+            }
             outbox::mark_published(db, &seqs(&rows[..stored]), Utc::now()).await?;
             finish(rows.len(), failure)
         }
@@ -180,6 +244,9 @@ pub async fn relay_batch(db: &Db, bus: &dyn Bus) -> Result<usize, RelayError> {
             let mut tx = begin_postgres(postgres, None).await?;
             let rows = outbox::claim(&mut tx, BATCH_SIZE).await?;
             let (stored, failure) = bus.publish_all(rows.iter().map(message).collect()).await;
+            if !rows.is_empty() {
+                fault.fire_if_armed();
+            }
             // Commit what was acknowledged even when a later row failed.
             outbox::mark_claimed_published(&mut tx, &seqs(&rows[..stored]), Utc::now()).await?;
             tx.commit().await.map_err(crate::store::StoreError::from)?;

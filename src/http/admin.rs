@@ -1,7 +1,10 @@
 //! `/admin`: the operator's view of the loan actor tree, running jobs now
 //! (`jobs.rs`), and inbound dead letters (`dead_letters.rs`).
 
-use actors::tree::{BlockedLoan, LiveActor, TreeConfig, TreeCounts, TreeSnapshot};
+use actors::tree::{
+    BlockedLoan, LiveActor, ServiceSnapshot, SupervisionSnapshot, TreeConfig, TreeCounts,
+    TreeSnapshot,
+};
 use chrono::{DateTime, Utc};
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
@@ -21,13 +24,61 @@ pub fn router() -> Router {
         .push(super::dead_letters::router())
 }
 
-/// The supervision tree: the root supervisor and its one child, the loan supervisor.
+/// The supervision tree: the root supervisor, the loan supervisor under it,
+/// and the services it supervises beside the loans.
 #[derive(Debug, Serialize, ToSchema)]
 struct ActorTreeBody {
     /// Always `root`.
     supervisor: &'static str,
-    /// Supervisors under the root.
+    /// Supervisors under the root (the loan supervisor).
     children: Vec<LoanSupervisorBody>,
+    /// Services under the root, in start order: the audit, notification and
+    /// inbound consumers, the outbox relay, the job scheduler.
+    services: Vec<ServiceBody>,
+}
+
+/// One long-lived service supervised by the root.
+#[derive(Debug, Serialize, ToSchema)]
+struct ServiceBody {
+    /// Its name (`audit`, `notifications`, `inbound-payments`, `relay`, `scheduler`).
+    #[salvo(schema(example = "relay"))]
+    name: String,
+    /// `running`, `restarting` (failed, re-spawned after a pause), `failed`
+    /// (past its restart budget: down until the process restarts; `/ready`
+    /// answers 503), `stopping` or `stopped`.
+    #[salvo(schema(example = "running"))]
+    state: &'static str,
+    /// Re-spawns after a failure since start.
+    restarts: u64,
+    /// Failures in the current restart window.
+    failures_in_window: usize,
+    /// Restarts allowed within `restart_window_secs`.
+    #[salvo(schema(example = 5))]
+    max_restarts: u32,
+    /// Length of the restart window, in seconds.
+    #[salvo(schema(example = 60))]
+    restart_window_secs: u64,
+    /// What its last failure said.
+    last_failure: Option<String>,
+    /// Work waiting for it: unpublished outbox rows (relay), undelivered or
+    /// unsettled messages (consumers), job catch-ups running or queued
+    /// (scheduler); `null` when it could not be read in time.
+    backlog: Option<u64>,
+}
+
+impl From<ServiceSnapshot> for ServiceBody {
+    fn from(service: ServiceSnapshot) -> Self {
+        Self {
+            name: service.name,
+            state: service.state.as_str(),
+            restarts: service.restarts,
+            failures_in_window: service.failures_in_window,
+            max_restarts: service.budget.max_restarts,
+            restart_window_secs: service.budget.window.as_secs(),
+            last_failure: service.last_failure,
+            backlog: service.backlog,
+        }
+    }
 }
 
 /// The loan supervisor: one child actor per loan in use.
@@ -35,6 +86,8 @@ struct ActorTreeBody {
 struct LoanSupervisorBody {
     /// Always `loans`.
     supervisor: &'static str,
+    /// Re-spawns of the loan supervisor itself by the root since start.
+    restarts: u32,
     /// Live (routable) loan actors.
     #[salvo(schema(example = 2))]
     live_count: usize,
@@ -153,9 +206,15 @@ fn blocked_body(loan: &BlockedLoan) -> BlockedLoanBody {
     }
 }
 
-fn tree_body(snapshot: TreeSnapshot, config: &TreeConfig, now: DateTime<Utc>) -> ActorTreeBody {
+fn tree_body(
+    snapshot: TreeSnapshot,
+    supervision: SupervisionSnapshot,
+    config: &TreeConfig,
+    now: DateTime<Utc>,
+) -> ActorTreeBody {
     let loans = LoanSupervisorBody {
         supervisor: "loans",
+        restarts: supervision.loan_supervisor_restarts,
         live_count: snapshot.live_count,
         stopping_count: snapshot.stopping,
         idle_timeout_secs: config.idle_timeout.as_secs(),
@@ -168,11 +227,13 @@ fn tree_body(snapshot: TreeSnapshot, config: &TreeConfig, now: DateTime<Utc>) ->
     ActorTreeBody {
         supervisor: "root",
         children: vec![loans],
+        services: supervision.services.into_iter().map(Into::into).collect(),
     }
 }
 
 /// The supervision tree (ADMIN): live loan actors with mailbox depths and last
-/// activity, restarts in the current window, blocked loans, counters.
+/// activity, restarts in the current window, blocked loans, counters; and
+/// every supervised service with its state, restarts and backlog.
 #[endpoint(
     tags("admin"),
     status_codes(200, 401, 403, 503),
@@ -186,6 +247,12 @@ async fn actor_tree(depot: &mut Depot) -> Result<Json<ActorTreeBody>, ApiError> 
         .snapshot()
         .await
         .map_err(|error| ApiError::Unavailable(format!("actor tree: {error}")))?;
+    let supervision = state.tree.supervision().await;
     // Wall-clock time: idle times are measured by the runtime, not the business clock.
-    Ok(Json(tree_body(snapshot, state.tree.config(), Utc::now())))
+    Ok(Json(tree_body(
+        snapshot,
+        supervision,
+        state.tree.config(),
+        Utc::now(),
+    )))
 }

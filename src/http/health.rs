@@ -13,7 +13,8 @@ pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /ready`: the database and the bus answer; 503 names the one that does not.
+/// `GET /ready`: the database and the bus answer and no supervised service
+/// is down past its restart budget; 503 names what is not.
 #[handler]
 pub async fn ready(
     req: &mut Request,
@@ -30,6 +31,9 @@ pub async fn ready(
     }
     if let Err(error) = &bus {
         failing.push(format!("bus ({}) not reachable: {error}", state.bus.kind()));
+    }
+    for service in state.tree.failed_services() {
+        failing.push(format!("service {service} failed past its restart budget"));
     }
     if failing.is_empty() {
         res.render(Json(json!({

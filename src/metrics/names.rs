@@ -49,6 +49,17 @@ pub const LOAN_COMMANDS_ABANDONED: &str = "loan_commands_abandoned_total";
 /// `command` and `outcome` (`committed`, `rejected`, `failed`).
 pub const LOAN_COMMAND_DURATION: &str = "loan_command_duration_seconds";
 
+/// Counter: re-spawns after a failure of a child of the root, by `actor`
+/// (`loans` for the loan supervisor, else the service's name).
+pub const SUPERVISED_RESTARTS: &str = "supervised_actor_restarts_total";
+/// Gauge: 1 while the supervised child runs, by `actor`.
+pub const SUPERVISED_UP: &str = "supervised_actor_up";
+/// Gauge: 1 when the supervised child failed past its restart budget and stays down, by `actor`.
+pub const SUPERVISED_FAILED: &str = "supervised_actor_failed";
+/// Gauge: work waiting for the supervised child, by `actor` (outbox rows,
+/// bus messages, job catch-ups, queued loan commands); absent when unknown.
+pub const SUPERVISED_BACKLOG: &str = "supervised_actor_backlog";
+
 /// Gauge: outbox rows not yet published to the bus.
 pub const OUTBOX_PENDING: &str = "outbox_pending";
 /// Gauge: age in seconds of the oldest unpublished outbox row (0 when none).
@@ -148,6 +159,16 @@ pub(super) fn describe() {
         Unit::Seconds,
         "Loan command round trip through its actor."
     );
+    describe_counter!(
+        SUPERVISED_RESTARTS,
+        "Re-spawns of a child of the root supervisor, by actor."
+    );
+    describe_gauge!(SUPERVISED_UP, "1 while the supervised child runs.");
+    describe_gauge!(
+        SUPERVISED_FAILED,
+        "1 when the supervised child is down past its restart budget."
+    );
+    describe_gauge!(SUPERVISED_BACKLOG, "Work waiting for the supervised child.");
     describe_gauge!(OUTBOX_PENDING, "Outbox rows not yet published.");
     describe_gauge!(
         OUTBOX_OLDEST_PENDING_AGE,

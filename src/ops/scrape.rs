@@ -4,7 +4,7 @@
 //! `metrics_scrape_error{source=…}`, so a scrape never fails as a whole.
 
 use ::metrics::{counter, gauge};
-use actors::tree::{LoanTree, TreeCounts, TreeSnapshot};
+use actors::tree::{LoanTree, ServiceState, SupervisionSnapshot, TreeCounts, TreeSnapshot};
 use chrono::{DateTime, Utc};
 
 use crate::inbound::dead_letters;
@@ -25,6 +25,7 @@ pub struct OutboxBacklog {
 pub async fn refresh(metrics: &Metrics, tree: &LoanTree, db: &Db, now: DateTime<Utc>) {
     let counts = tree.counts();
     let snapshot = tree.snapshot().await;
+    let supervision = tree.supervision().await;
     let backlog = outbox_backlog(db).await;
     let flow = event_flow(db).await;
     if let Err(error) = &flow {
@@ -42,6 +43,7 @@ pub async fn refresh(metrics: &Metrics, tree: &LoanTree, db: &Db, now: DateTime<
         if let Ok(snapshot) = &snapshot {
             record_snapshot(snapshot);
         }
+        record_supervision(&supervision, snapshot.as_ref().ok());
         flag("outbox", backlog.is_err());
         if let Ok(backlog) = backlog {
             record_backlog(backlog, now);
@@ -98,6 +100,30 @@ fn record_snapshot(snapshot: &TreeSnapshot) {
     let queued = snapshot.live.iter().map(|actor| actor.queued);
     gauge!(names::LOAN_ACTOR_MAILBOX_DEPTH).set(queued.clone().sum::<usize>() as f64);
     gauge!(names::LOAN_ACTOR_MAILBOX_DEPTH_MAX).set(queued.max().unwrap_or(0) as f64);
+}
+
+/// Every child of the root: restarts, up / failed, backlog.
+fn record_supervision(supervision: &SupervisionSnapshot, loans: Option<&TreeSnapshot>) {
+    let loans_actor = "loans";
+    counter!(names::SUPERVISED_RESTARTS, "actor" => loans_actor)
+        .absolute(u64::from(supervision.loan_supervisor_restarts));
+    gauge!(names::SUPERVISED_UP, "actor" => loans_actor).set(f64::from(u8::from(loans.is_some())));
+    gauge!(names::SUPERVISED_FAILED, "actor" => loans_actor).set(0.0);
+    if let Some(loans) = loans {
+        let queued: usize = loans.live.iter().map(|actor| actor.queued).sum();
+        gauge!(names::SUPERVISED_BACKLOG, "actor" => loans_actor).set(queued as f64);
+    }
+    for service in &supervision.services {
+        let actor = service.name.clone();
+        counter!(names::SUPERVISED_RESTARTS, "actor" => actor.clone()).absolute(service.restarts);
+        let up = service.state == ServiceState::Running;
+        gauge!(names::SUPERVISED_UP, "actor" => actor.clone()).set(f64::from(u8::from(up)));
+        let failed = service.state == ServiceState::Failed;
+        gauge!(names::SUPERVISED_FAILED, "actor" => actor.clone()).set(f64::from(u8::from(failed)));
+        if let Some(backlog) = service.backlog {
+            gauge!(names::SUPERVISED_BACKLOG, "actor" => actor).set(backlog as f64);
+        }
+    }
 }
 
 fn record_backlog(backlog: OutboxBacklog, now: DateTime<Utc>) {

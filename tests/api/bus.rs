@@ -129,7 +129,7 @@ pub async fn stream_message_ids_at(url: &str, namespace: &str) -> Vec<String> {
 }
 
 /// Asserts each outbox row is in the stream exactly once under its event id.
-async fn assert_stream_matches_outbox(namespace: &str, db: &Db) {
+pub async fn assert_stream_matches_outbox(namespace: &str, db: &Db) {
     let Some(ids) = stream_message_ids(namespace).await else {
         return; // In-process bus: nothing outside to count.
     };

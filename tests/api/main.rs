@@ -35,3 +35,4 @@ mod routes;
 mod sessions;
 mod smtp;
 mod store;
+mod supervision;

@@ -60,7 +60,11 @@ impl Actor for ServiceActor {
             myself.stop(None);
             Ok(())
         } else {
-            Err(format!("service {} ended without being asked to stop", service.name()).into())
+            Err(format!(
+                "service {} ended without being asked to stop",
+                service.name()
+            )
+            .into())
         }
     }
 }
@@ -134,7 +138,8 @@ pub(crate) type SharedBook = Arc<Mutex<ServiceBook>>;
 
 pub(crate) fn lock(book: &SharedBook) -> MutexGuard<'_, ServiceBook> {
     // Every update leaves the book consistent; a poisoned lock is still usable.
-    book.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    book.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl ServiceBook {

@@ -103,7 +103,10 @@ async fn until(tree: &LoanTree, what: &str, done: impl Fn(&ServiceSnapshot) -> b
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    panic!("timed out waiting for {what}: {:?}", worker_snapshot(tree).await);
+    panic!(
+        "timed out waiting for {what}: {:?}",
+        worker_snapshot(tree).await
+    );
 }
 
 async fn until_done(worker: &Worker, count: usize) {
@@ -132,7 +135,11 @@ async fn a_panicking_service_is_restarted_and_finishes_its_work_once_each() {
     .await;
     until_done(&worker, 4).await;
 
-    assert_eq!(worker.done(), vec![1, 2, 3, 4], "nothing lost, nothing twice");
+    assert_eq!(
+        worker.done(),
+        vec![1, 2, 3, 4],
+        "nothing lost, nothing twice"
+    );
     assert_eq!(*worker.runs.lock().unwrap(), 2);
     let snapshot = worker_snapshot(&tree).await;
     assert_eq!(snapshot.failures_in_window, 1);
@@ -146,7 +153,10 @@ async fn a_panicking_service_is_restarted_and_finishes_its_work_once_each() {
     assert_eq!(snapshot.backlog, Some(0));
     assert!(tree.failed_services().is_empty());
     tree.stop().await.unwrap();
-    assert!(*worker.stopped_cleanly.lock().unwrap(), "stop lets the run end");
+    assert!(
+        *worker.stopped_cleanly.lock().unwrap(),
+        "stop lets the run end"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -213,6 +223,10 @@ async fn the_loan_tree_keeps_serving_while_a_service_restarts() {
     until(&tree, "the restart", |s| s.restarts == 1).await;
     until_done(&worker, 1).await;
     assert_eq!(tree.supervision().await.loan_supervisor_restarts, 0);
-    assert_eq!(tree.counts().failed, 0, "a service's failure is not a loan's");
+    assert_eq!(
+        tree.counts().failed,
+        0,
+        "a service's failure is not a loan's"
+    );
     tree.stop().await.unwrap();
 }
