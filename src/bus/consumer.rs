@@ -217,16 +217,18 @@ fn fill_batch(
 }
 
 /// Hands `batch` to `handler` and settles each delivery as it says, in
-/// order. The fault point sits between the two: an injected panic leaves a
-/// handled batch unsettled, the worst moment for "nothing lost or repeated".
+/// order. The fault point comes first: an injected panic drops a batch in
+/// hand, unhandled and unsettled, which the bus must deliver again. (The
+/// relay's fault point covers the opposite case: deliveries handled and
+/// then sent again.)
 async fn process(
     consumer: &str,
     handler: &dyn BatchHandler,
     batch: Vec<Delivery>,
     fault: &FaultSwitch,
 ) {
-    let mut settlements = handler.handle_batch(&batch).await;
     fault.fire_if_armed();
+    let mut settlements = handler.handle_batch(&batch).await;
     if settlements.len() != batch.len() {
         // A handler bug; retrying what it left unsaid loses nothing.
         tracing::error!(

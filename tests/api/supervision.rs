@@ -357,3 +357,40 @@ async fn the_scheduler_restarts_after_a_panic_and_runs_each_date_once() {
     let job_started = crate::helpers::outbox_count(&app.db, "job.started").await;
     assert_eq!(job_started, 2, "one run per date, none repeated");
 }
+
+#[tokio::test]
+async fn a_component_failing_past_its_budget_stays_down_and_the_instance_is_not_ready() {
+    let start = Utc.with_ymd_and_hms(2026, 3, 1, 1, 0, 0).unwrap();
+    let app = spawn_app_at(start, &[("OVERDUE_CRON", "* * * * * *")]).await;
+    let admin = app.user_with_role("boss", Role::Admin).await;
+    // The budget allows 5 restarts a minute; the 6th failure is final.
+    for failures in 1..=6_u64 {
+        app.tree.inject_service_panic("scheduler").unwrap();
+        eventually("the scheduler failing again", DEADLINE, || async {
+            let listed = service(&app, &admin, "scheduler").await;
+            let settled = listed["state"] == "running" || listed["state"] == "failed";
+            (listed["failures_in_window"] == failures && settled).then_some(())
+        })
+        .await;
+    }
+    let listed = service(&app, &admin, "scheduler").await;
+    assert_eq!(listed["state"], "failed", "{listed}");
+    assert_eq!(listed["restarts"], 5);
+    let ready = app.get("/ready", None).await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let problem: Value = ready.json().await.unwrap();
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("scheduler")),
+        "{problem}"
+    );
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    assert!(text.contains("supervised_actor_failed{actor=\"scheduler\"} 1"));
+    assert!(text.contains("supervised_actor_up{actor=\"scheduler\"} 0"));
+    assert!(text.contains("supervised_actor_failed{actor=\"relay\"} 0"));
+    // The rest of the service goes on.
+    assert_eq!(app.get("/health", None).await.status(), StatusCode::OK);
+    let owner = app.register("still-served").await;
+    assert_eq!(approved_loans(&app, &owner, 1, "100.00").await.len(), 1);
+}
