@@ -2,7 +2,8 @@
 //!
 //! [`JobRunner`] runs one job for one business date, at most once per date
 //! across every instance (see [`lock`] and [`runs`]); [`scheduler`] is the
-//! actor that fires runs from cron expressions and catches up missed days.
+//! service (under the actor tree's root) that fires runs from cron
+//! expressions and catches up missed days.
 //! `POST /admin/jobs/{name}/run` calls the same runner.
 
 mod context;

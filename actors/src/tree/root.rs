@@ -184,7 +184,8 @@ impl RootState {
         match entry.on_failure(Instant::now(), error.clone()) {
             ServiceAfterFailure::RestartAfter(pause) => {
                 tracing::error!(service = %name, %error, pause_ms = pause.as_millis() as u64, "service failed; restarting it");
-                let _ = root.send_after(pause, move || RootMsg::Respawn(name));
+                // The timer task is detached: a stopped root just drops the message.
+                drop(root.send_after(pause, move || RootMsg::Respawn(name)));
             }
             ServiceAfterFailure::StayDown if entry.state == ServiceState::Failed => {
                 tracing::error!(service = %name, %error, "service failed past its restart budget; it stays down");
