@@ -11,6 +11,7 @@ use salvo::server::ServerHandle;
 
 use crate::audit::consumer::AuditConsumer;
 use crate::auth::tokens::TokenKeys;
+use crate::background::Periodic;
 use crate::bus::BusConnection;
 use crate::bus::consumer::{BatchHandler, ConsumerService, OneAtATime};
 use crate::bus::metered::Metered;
@@ -136,21 +137,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let handle: ServerHandle = self.server.handle();
-        let email_sweep = start_services(&self.state).await?;
-        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
-        let retention = tokio::spawn(crate::bus::retention::run(
-            self.state.db.clone(),
-            self.state.clock.clone(),
-            self.state.settings.events.outbox_retention,
-            self.state.settings.events.outbox_purge_interval,
-        ));
-        let standing = self.state.clone();
-        let session_changes = tokio::spawn(async move {
-            standing.standing.follow_changes(standing.db.clone()).await;
-        });
-        let interval = self.state.settings.ops_metrics_interval;
-        let summaries = tokio::spawn(publish_summaries(self.state.clone(), interval));
-        let metrics_upkeep = tokio::spawn(metrics_upkeep(self.state.metrics.clone()));
+        start_services(&self.state).await?;
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
@@ -161,12 +148,6 @@ impl Application {
             .try_serve(self.service)
             .await
             .context("HTTP server failed")?;
-        housekeeping.abort();
-        retention.abort();
-        session_changes.abort();
-        summaries.abort();
-        metrics_upkeep.abort();
-        email_sweep.abort();
         tracing::info!("HTTP stopped; stopping the scheduler");
         // Before the actors: a run in progress still needs them for its current page.
         self.state.jobs.interrupt();
@@ -208,9 +189,8 @@ fn tree_config(settings: &Settings) -> TreeConfig {
 /// Puts the long-lived components under the tree's root, each with the
 /// default [`RestartBudget`]: the consumers first (an in-process consumer
 /// must be registered before the relay publishes anything), then the relay,
-/// then the scheduler. Returns the e-mail sweep (a plain task: it only
-/// queues pending mails, and the next sweep redoes a lost one).
-async fn start_services(state: &AppState) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// the scheduler and the background loops ([`background_loops`]).
+async fn start_services(state: &Arc<AppState>) -> anyhow::Result<()> {
     let bus = state.bus.as_bus();
     let notifications = Arc::new(NotificationHandler::new(
         state.db.clone(),
@@ -219,7 +199,13 @@ async fn start_services(state: &AppState) -> anyhow::Result<tokio::task::JoinHan
         state.metrics.clone(),
     ));
     notifications.resume_pending().await;
-    let email_sweep = notifications.sweep_every(PENDING_SWEEP_INTERVAL);
+    let email_sweep = {
+        let notifications = notifications.clone();
+        Periodic::new("email-sweep", move || {
+            let notifications = notifications.clone();
+            Box::pin(async move { notifications.sweep_every(PENDING_SWEEP_INTERVAL).await })
+        })
+    };
     let inbound = InboundPaymentHandler::new(
         InboundPayments::new(state.db.clone(), state.tree.clone(), state.clock.clone()),
         state.db.clone(),
@@ -268,7 +254,55 @@ async fn start_services(state: &AppState) -> anyhow::Result<tokio::task::JoinHan
         .supervise(Arc::new(scheduler), budget)
         .await
         .context("starting the job scheduler")?;
-    Ok(email_sweep)
+    for periodic in std::iter::once(email_sweep).chain(background_loops(state)) {
+        let name = actors::tree::Service::name(&periodic).to_owned();
+        state
+            .tree
+            .supervise(Arc::new(periodic), budget)
+            .await
+            .with_context(|| format!("starting {name}"))?;
+    }
+    Ok(())
+}
+
+/// Housekeeping, outbox retention, the session-change follower, metrics
+/// upkeep and (on NATS) the `ops.metrics` summary, as supervised loops.
+fn background_loops(state: &Arc<AppState>) -> Vec<Periodic> {
+    let mut loops = vec![
+        Periodic::new("housekeeping", {
+            let state = state.clone();
+            move || Box::pin(housekeeping(state.clone()))
+        }),
+        Periodic::new("outbox-retention", {
+            let state = state.clone();
+            move || {
+                Box::pin(crate::bus::retention::run(
+                    state.db.clone(),
+                    state.clock.clone(),
+                    state.settings.events.outbox_retention,
+                    state.settings.events.outbox_purge_interval,
+                ))
+            }
+        }),
+        Periodic::new("session-changes", {
+            let state = state.clone();
+            move || {
+                let state = state.clone();
+                Box::pin(async move { state.standing.follow_changes(state.db.clone()).await })
+            }
+        }),
+        Periodic::new("metrics-upkeep", {
+            let metrics = state.metrics.clone();
+            move || Box::pin(metrics_upkeep(metrics.clone()))
+        }),
+    ];
+    if let BusConnection::Nats(nats) = &state.bus {
+        let (nats, state) = (nats.clone(), state.clone());
+        loops.push(Periodic::new("ops-summary", move || {
+            Box::pin(publish_summaries(state.clone(), nats.clone()))
+        }));
+    }
+    loops
 }
 
 /// Keeps memory and tables bounded: drops idle rate-limiter keys and
@@ -324,11 +358,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Publishes a summary every `interval` while the app runs (nothing on the in-process bus).
-async fn publish_summaries(state: Arc<AppState>, interval: Duration) {
-    let BusConnection::Nats(nats) = &state.bus else {
-        return;
-    };
+/// Publishes a summary on `ops.metrics` every `OPS_METRICS_INTERVAL_SECS`.
+async fn publish_summaries(state: Arc<AppState>, nats: Arc<crate::bus::NatsBus>) {
+    let interval = state.settings.ops_metrics_interval;
     let mut ticks = tokio::time::interval(interval);
     ticks.tick().await;
     loop {

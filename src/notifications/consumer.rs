@@ -11,7 +11,6 @@ use std::time::Duration;
 use actors::bus::{Delivery, Settlement};
 use actors::mailer::Mailer;
 use actors::store::BoxFuture;
-use tokio::task::JoinHandle;
 
 use super::delivery::EmailSender;
 use super::email_queue::EmailQueue;
@@ -67,18 +66,16 @@ impl NotificationHandler {
         }
     }
 
-    /// Runs [`Self::resume_pending`] every `interval` until aborted.
-    pub fn sweep_every(self: &Arc<Self>, interval: Duration) -> JoinHandle<()> {
-        let handler = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await; // the first tick is now: the start already swept
-            loop {
-                ticks.tick().await;
-                handler.resume_pending().await;
-            }
-        })
+    /// Runs [`Self::resume_pending`] every `interval`, for ever (the first
+    /// round one `interval` from now).
+    pub async fn sweep_every(&self, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await; // the first tick is now: the start already swept
+        loop {
+            ticks.tick().await;
+            self.resume_pending().await;
+        }
     }
 
     /// Stores the notifications of `batch` in one insert and queues their
