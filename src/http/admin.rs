@@ -33,14 +33,17 @@ struct ActorTreeBody {
     /// Supervisors under the root (the loan supervisor).
     children: Vec<LoanSupervisorBody>,
     /// Services under the root, in start order: the audit, notification and
-    /// inbound consumers, the outbox relay, the job scheduler.
+    /// inbound consumers, the outbox relay, the job scheduler, then the
+    /// background loops (e-mail sweep, housekeeping, outbox retention,
+    /// session changes, metrics upkeep, the `ops.metrics` summary on NATS).
     services: Vec<ServiceBody>,
 }
 
 /// One long-lived service supervised by the root.
 #[derive(Debug, Serialize, ToSchema)]
 struct ServiceBody {
-    /// Its name (`audit`, `notifications`, `inbound-payments`, `relay`, `scheduler`).
+    /// Its name (`audit`, `notifications`, `inbound-payments`, `relay`,
+    /// `scheduler`, `email-sweep`, …).
     #[salvo(schema(example = "relay"))]
     name: String,
     /// `running`, `restarting` (failed, re-spawned after a pause), `failed`
@@ -62,7 +65,7 @@ struct ServiceBody {
     last_failure: Option<String>,
     /// Work waiting for it: unpublished outbox rows (relay), undelivered or
     /// unsettled messages (consumers), job catch-ups running or queued
-    /// (scheduler); `null` when it could not be read in time.
+    /// (scheduler); `null` for the loops, or when it could not be read in time.
     backlog: Option<u64>,
 }
 
