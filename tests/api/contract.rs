@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use loan_tracker::accounts::Role;
-use loan_tracker::with_read_pool;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
