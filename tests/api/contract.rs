@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use actors::bus::{ConsumerSpec, OutgoingMessage, Settlement};
 use loan_tracker::accounts::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -101,8 +102,9 @@ async fn asyncapi_json_is_served_beside_openapi_json_and_lists_every_stream_mess
 #[tokio::test]
 async fn every_event_the_service_emits_matches_the_schema_published_for_its_type() {
     let app = spawn_app_at(at("2026-01-10"), &[]).await;
-    emit_every_event_type(&app).await;
     let document = asyncapi(&app).await;
+    inbound_messages_match_their_schemas(&app, &document).await;
+    emit_every_event_type(&app).await;
     let validators: BTreeMap<String, jsonschema::Validator> = event_types(&document)
         .into_iter()
         .map(|kind| {
@@ -139,6 +141,50 @@ async fn every_event_the_service_emits_matches_the_schema_published_for_its_type
     );
     let listed: BTreeSet<String> = validators.keys().cloned().collect();
     assert_eq!(seen, listed, "the test did not make every event type");
+}
+
+/// A payment a bank would send (valid against the published schema, and
+/// applied) and a dead letter the service publishes (valid against its own).
+async fn inbound_messages_match_their_schemas(app: &TestApp, document: &Value) {
+    let dead_letters = ConsumerSpec {
+        name: format!("contract-{}", uuid::Uuid::new_v4().simple()),
+        stream: "LOAN_INBOUND".into(),
+        filter_subject: "loans.inbound.dead".into(),
+        ack_wait: Duration::from_secs(3),
+        max_deliver: None,
+        max_ack_pending: 16,
+    };
+    let mut dead = app.bus.subscribe(dead_letters).await.expect("subscribed");
+    let unknown_loan = json!({"loan_id": uuid::Uuid::now_v7(), "amount": "10.00", "currency": "USD", "external_ref": "contract-1"});
+    let errors: Vec<String> = validator(document, "InboundPayment")
+        .iter_errors(&unknown_loan)
+        .map(|error| error.to_string())
+        .collect();
+    assert!(errors.is_empty(), "the example payment: {errors:?}");
+    let message = OutgoingMessage {
+        subject: "loans.inbound.payments".into(),
+        message_id: "contract-1".into(),
+        payload: unknown_loan.to_string().into_bytes(),
+    };
+    // The in-process bus answers a publish once every consumer settled it,
+    // the dead letter's reader included: read while publishing.
+    let read = async {
+        let delivery = tokio::time::timeout(DEADLINE, dead.next())
+            .await
+            .expect("a dead letter in time")
+            .expect("a delivery");
+        let letter: Value = serde_json::from_slice(&delivery.payload).unwrap();
+        delivery.settle(Settlement::Ack).await.expect("settled");
+        letter
+    };
+    let (published, letter) = tokio::join!(app.bus.publish(message), read);
+    published.expect("published");
+    let errors: Vec<String> = validator(document, "DeadLetter")
+        .iter_errors(&letter)
+        .map(|error| error.to_string())
+        .collect();
+    assert!(errors.is_empty(), "the dead letter {letter}: {errors:?}");
+    assert_eq!(letter["external_ref"], "contract-1", "{letter}");
 }
 
 async fn post(app: &TestApp, who: &Session, path: &str, body: Value) -> Value {
