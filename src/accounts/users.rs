@@ -3,12 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::{Email, Role, Username};
-use crate::events::envelope;
+use crate::events::account::{AccountEvent, RoleChanged, UserDeactivated, UserRegistered};
 use crate::store::page::{Page, PageRequest, into_page};
 use crate::store::{Db, StoreError, Tx, outbox};
 use crate::store::{with_read_pool, with_tx};
@@ -111,12 +110,12 @@ pub async fn create(db: &Db, new_user: NewUser, now: DateTime<Utc>) -> Result<Us
         .await
         .map(drop)
     })?;
-    let data = json!({ "email": new_user.email.as_str(), "username": new_user.username.as_str(), "role": new_user.role });
-    outbox::insert(
-        &mut tx,
-        &envelope("user.registered", None, Some(id), now, data),
-    )
-    .await?;
+    let event = AccountEvent::Registered(UserRegistered {
+        email: new_user.email.as_str().to_owned(),
+        username: new_user.username.as_str().to_owned(),
+        role: new_user.role.as_str().to_owned(),
+    });
+    outbox::insert(&mut tx, &event.envelope(Some(id), now).to_outbox()).await?;
     tx.commit().await?;
     Ok(User {
         id,
@@ -196,12 +195,12 @@ pub async fn set_role(
     .map(drop))?;
     // Ends the user's access tokens' old role on every instance within a second.
     crate::auth::changes::record(&mut tx, id, now).await?;
-    let data = json!({ "from": before.role, "to": role, "changed_by": changed_by });
-    outbox::insert(
-        &mut tx,
-        &envelope("user.role_changed", None, Some(id), now, data),
-    )
-    .await?;
+    let event = AccountEvent::RoleChanged(RoleChanged {
+        from: before.role.as_str().to_owned(),
+        to: role.as_str().to_owned(),
+        changed_by,
+    });
+    outbox::insert(&mut tx, &event.envelope(Some(id), now).to_outbox()).await?;
     tx.commit().await?;
     Ok(UserChange::Changed(User {
         role,
@@ -236,12 +235,8 @@ pub async fn deactivate(
     .map(drop))?;
     // Also records the change: the user's access tokens end on every instance.
     crate::auth::sessions::revoke_all(&mut tx, id, now).await?;
-    let data = json!({ "changed_by": changed_by });
-    outbox::insert(
-        &mut tx,
-        &envelope("user.deactivated", None, Some(id), now, data),
-    )
-    .await?;
+    let event = AccountEvent::Deactivated(UserDeactivated { changed_by });
+    outbox::insert(&mut tx, &event.envelope(Some(id), now).to_outbox()).await?;
     tx.commit().await?;
     Ok(UserChange::Changed(User {
         active: false,

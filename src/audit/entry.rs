@@ -6,6 +6,8 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::events::{Envelope, Untyped};
+
 /// `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// The actor of events no user caused (jobs, inbound payments, failed logins).
@@ -35,44 +37,35 @@ pub struct NewEntry {
 #[error("not an event envelope: {0}")]
 pub struct MalformedEvent(String);
 
-/// The published envelope, as far as the audit needs it.
-#[derive(Debug, Deserialize)]
-struct Envelope {
-    event_id: Uuid,
-    #[serde(rename = "type")]
-    event_type: String,
-    loan_id: Option<Uuid>,
-    user_id: Option<Uuid>,
-    occurred_at: DateTime<Utc>,
-    #[serde(default)]
-    data: Value,
-    /// Who caused the event, when the publisher says so.
+/// Who caused an event, where its `data` names them: the `changed_by` of
+/// the account events an admin makes, or an `actor_id`.
+#[derive(Debug, Default, Deserialize)]
+struct NamedActor {
     #[serde(default)]
     actor_id: Option<Uuid>,
+    #[serde(default)]
+    changed_by: Option<Uuid>,
 }
 
 impl NewEntry {
-    /// Reads an event envelope. The actor is the envelope's `actor_id`, else
+    /// Reads an event envelope of any type (the audit records every event,
+    /// its `data` as sent). The actor is the envelope's `actor_id`, else
     /// `data.actor_id` or `data.changed_by`, else the user who registered
     /// (for `user.registered`), else `system`.
     pub fn from_event(payload: &[u8]) -> Result<Self, MalformedEvent> {
-        let envelope: Envelope =
+        let envelope: Envelope<Untyped> =
             serde_json::from_slice(payload).map_err(|error| MalformedEvent(error.to_string()))?;
-        if envelope.event_type.is_empty() {
+        if envelope.payload.event_type.is_empty() {
             return Err(MalformedEvent("empty type".into()));
         }
-        let from_data = |key: &str| {
-            envelope
-                .data
-                .get(key)
-                .and_then(Value::as_str)
-                .and_then(|raw| Uuid::parse_str(raw).ok())
-        };
+        // A `data` without (well-formed) names names nobody.
+        let named = NamedActor::deserialize(&envelope.payload.data).unwrap_or_default();
         let actor = envelope
             .actor_id
-            .or_else(|| from_data("actor_id"))
-            .or_else(|| from_data("changed_by"))
-            .or(if envelope.event_type == "user.registered" {
+            .flatten()
+            .or(named.actor_id)
+            .or(named.changed_by)
+            .or(if envelope.payload.event_type == "user.registered" {
                 envelope.user_id
             } else {
                 None
@@ -85,11 +78,11 @@ impl NewEntry {
         Ok(Self {
             event_id: envelope.event_id,
             actor,
-            action: envelope.event_type,
+            action: envelope.payload.event_type,
             entity,
             entity_id,
             occurred_at: envelope.occurred_at.trunc_subsecs(6),
-            detail: envelope.data,
+            detail: envelope.payload.data,
         })
     }
 }

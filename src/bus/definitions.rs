@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use actors::bus::ConsumerSpec;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Every stream the service owns, created or updated on start.
 const STREAM_FILES: [(&str, &str); 2] = [
@@ -35,7 +35,7 @@ const CONSUMER_FILES: [(&str, &str); 3] = [
 ];
 
 /// Where a stream keeps its messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Storage {
     /// On disk: survives a server restart.
@@ -45,7 +45,7 @@ pub enum Storage {
 }
 
 /// What happens when a stream is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Discard {
     /// Refuse new messages: the outbox keeps them until there is room.
@@ -55,7 +55,7 @@ pub enum Discard {
 }
 
 /// One stream, as written in `nats/streams/<NAME>.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamDefinition {
     /// Logical name (a namespace may be put in front).
@@ -83,17 +83,24 @@ pub struct StreamDefinition {
 }
 
 /// One durable consumer, as written in `nats/consumers/<name>.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConsumerDefinition {
-    name: String,
-    description: String,
-    stream: String,
-    filter_subject: String,
-    ack_wait_secs: u64,
+pub struct ConsumerDefinition {
+    /// Durable name (a namespace may be put in front).
+    pub name: String,
+    /// What it does with each message.
+    pub description: String,
+    /// The stream it reads.
+    pub stream: String,
+    /// Logical subjects it takes.
+    pub filter_subject: String,
+    /// Seconds a delivery stays leased without an in-progress ack.
+    pub ack_wait_secs: u64,
+    /// Deliveries before the server gives up (`None`: unlimited).
     #[serde(default)]
-    max_deliver: Option<u32>,
-    max_ack_pending: u32,
+    pub max_deliver: Option<u32>,
+    /// Deliveries pulled ahead and not yet settled.
+    pub max_ack_pending: u32,
 }
 
 /// Shortest duplicate window the relay's retry logic relies on.
@@ -120,8 +127,8 @@ pub fn streams() -> Vec<StreamDefinition> {
         .collect()
 }
 
-/// The consumer named `name` (a programming error if there is none).
-pub fn consumer(name: &str) -> ConsumerSpec {
+/// Every consumer definition, parsed and checked.
+pub fn consumers() -> Vec<ConsumerDefinition> {
     CONSUMER_FILES
         .iter()
         .map(|(path, text)| {
@@ -132,6 +139,13 @@ pub fn consumer(name: &str) -> ConsumerSpec {
             assert!(!definition.description.is_empty(), "{path}: description");
             definition
         })
+        .collect()
+}
+
+/// The consumer named `name` (a programming error if there is none).
+pub fn consumer(name: &str) -> ConsumerSpec {
+    consumers()
+        .into_iter()
         .find(|definition| definition.name == name)
         .map(|definition| ConsumerSpec {
             name: definition.name,

@@ -1,6 +1,7 @@
 //! The event bus: NATS JetStream when `NATS_URL` is set, else in-process;
 //! the outbox relay that feeds it and the runner of durable consumers.
 
+pub mod asyncapi;
 pub mod backoff;
 pub mod consumer;
 pub mod definitions;

@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use salvo::oapi::ToSchema;
 use salvo::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::body;
 use super::problem::ApiError;
@@ -14,7 +13,7 @@ use crate::accounts::password::{self, Password};
 use crate::accounts::users::{self, NewUser, User};
 use crate::accounts::{Email, Role, Username};
 use crate::auth::sessions::{self, Rotation};
-use crate::events::envelope;
+use crate::events::account::{AccountEvent, LoginFailed};
 use crate::http::access::{Principal, require_user};
 use crate::http::rate_limit::client_ip;
 use crate::store::{StoreError, outbox};
@@ -186,15 +185,15 @@ async fn login(req: &mut Request, depot: &mut Depot) -> Result<Json<TokenPair>, 
                 Some(found) if !found.user.active => "deactivated",
                 Some(_) => "wrong_password",
             };
-            let data =
-                json!({ "email": email.as_str(), "reason": reason, "ip": address.to_string() });
+            let event = AccountEvent::LoginFailed(LoginFailed {
+                email: email.as_str().to_owned(),
+                reason: reason.to_owned(),
+                ip: address.to_string(),
+            });
             let mut tx = state.db.begin().await.map_err(ApiError::internal)?;
-            outbox::insert(
-                &mut tx,
-                &envelope("user.login_failed", None, user_id, now, data),
-            )
-            .await
-            .map_err(ApiError::internal)?;
+            outbox::insert(&mut tx, &event.envelope(user_id, now).to_outbox())
+                .await
+                .map_err(ApiError::internal)?;
             tx.commit().await.map_err(ApiError::internal)?;
             Err(ApiError::Unauthorized("invalid email or password".into()))
         }

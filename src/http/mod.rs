@@ -2,6 +2,7 @@
 
 pub mod access;
 mod admin;
+mod asyncapi;
 mod audit;
 mod auth;
 pub mod body;
@@ -52,6 +53,7 @@ pub fn router() -> Router {
         .push(Router::with_path("health").get(health::health))
         .push(Router::with_path("ready").get(health::ready))
         .push(Router::with_path("metrics").get(metrics::metrics))
+        .push(asyncapi::router())
         .push(api);
     let document = openapi::document(&router);
     router.push(openapi::route("openapi.json", &document)).push(

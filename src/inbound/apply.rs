@@ -2,11 +2,10 @@
 
 use actors::core::{LoanCommand, LoanId, LoanStatus, Money, PaymentId};
 use actors::tree::{LoanRequest, LoanTree, TreeError};
-use chrono::NaiveDate;
-use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::clock::Clock;
+use crate::events::inbound::InboundPayment;
 use crate::store::Db;
 use crate::store::loans::{get_loan, loan_paid_by_reference};
 
@@ -14,17 +13,6 @@ use crate::store::loans::{get_loan, loan_paid_by_reference};
 const MAX_REF_CHARS: usize = 200;
 /// Namespace of payment ids derived from (loan, external_ref).
 const INBOUND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x696e_626f_756e_642d_7061_796d_656e_7473);
-
-/// An inbound payment message (SPEC §5).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InboundPayment {
-    loan_id: Uuid,
-    amount: String,
-    currency: String,
-    external_ref: String,
-    paid_on: Option<NaiveDate>,
-}
 
 /// What became of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use actors::bus::{Bus, Delivery, OutgoingMessage, Settlement};
 use actors::store::BoxFuture;
-use serde_json::json;
 
 use super::DEAD_LETTER_SUBJECT;
 use super::apply::{InboundPayments, Verdict};
@@ -13,6 +12,7 @@ use super::dead_letters;
 use crate::bus::backoff::redelivery_pause;
 use crate::bus::consumer::Handler;
 use crate::clock::Clock;
+use crate::events::inbound::DeadLetterMessage;
 use crate::settings::events::PendingRetry;
 use crate::store::Db;
 
@@ -56,7 +56,13 @@ impl InboundPaymentHandler {
         dead_letters::record(&self.db, payload, external_ref, reason, self.clock.now())
             .await
             .map_err(|error| error.to_string())?;
-        let body = json!({ "reason": reason, "external_ref": external_ref, "message": String::from_utf8_lossy(payload) });
+        let body = DeadLetterMessage {
+            reason: reason.to_owned(),
+            external_ref: external_ref.map(str::to_owned),
+            message: String::from_utf8_lossy(payload).into_owned(),
+        };
+        // Through a `Value`: its members go out sorted, as they always have.
+        let body = serde_json::to_value(&body).map_err(|error| error.to_string())?;
         let message = OutgoingMessage {
             subject: DEAD_LETTER_SUBJECT.into(),
             message_id: format!("dead-{}", dead_letters::digest(payload)),

@@ -17,5 +17,4 @@ pub use apply::{InboundPayments, Verdict};
 pub use handler::InboundPaymentHandler;
 pub use replay::{ReplayError, replay};
 
-/// Subject dead letters are published on.
-pub const DEAD_LETTER_SUBJECT: &str = "loans.inbound.dead";
+pub use crate::events::inbound::DEAD_LETTER_SUBJECT;

@@ -3,12 +3,11 @@
 //! written to the outbox in the same transactions.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use serde_json::json;
 use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::{JobName, RunRecord};
-use crate::events::envelope_with_id;
+use crate::events::job::{JobEvent, JobRun};
 use crate::store::outbox::{self, OutboxEvent};
 use crate::store::{Db, StoreError, Tx};
 use crate::store::{with_read_pool, with_tx};
@@ -122,7 +121,7 @@ pub async fn claim(
         processed: 0,
         errors: 0,
     };
-    outbox::insert(&mut tx, &run_event("job.started", &record)).await?;
+    outbox::insert(&mut tx, &run_event(JobEvent::Started, &record)).await?;
     tx.commit().await?;
     Ok(Claim::Started(record))
 }
@@ -199,7 +198,7 @@ pub async fn finish(db: &Db, record: &RunRecord) -> Result<bool, StoreError> {
     if updated == 0 {
         return Ok(false);
     }
-    outbox::insert(&mut tx, &run_event("job.finished", record)).await?;
+    outbox::insert(&mut tx, &run_event(JobEvent::Finished, record)).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -242,20 +241,20 @@ async fn fetch_in(tx: &mut Tx, job: JobName, as_of: NaiveDate) -> Result<RunRow,
     .await)?)
 }
 
-/// The outbox row of a run event (`job.started`, `job.finished`).
-fn run_event(event_type: &str, record: &RunRecord) -> OutboxEvent {
-    let occurred_at = record.finished_at.unwrap_or(record.started_at);
-    let data = json!({
-        "job": record.job.as_str(),
-        "as_of": record.as_of,
-        "owner": record.owner,
-        "started_at": record.started_at,
-        "finished_at": record.finished_at,
-        "processed": record.processed,
-        "errors": record.errors,
-    });
-    let mut event = envelope_with_id(Uuid::now_v7(), event_type, None, None, occurred_at, data);
+/// The outbox row of a run event (`job.started`, `job.finished`), in the
+/// run's own aggregate.
+fn run_event(kind: fn(JobRun) -> JobEvent, record: &RunRecord) -> OutboxEvent {
+    let run = JobRun {
+        job: record.job.as_str().to_owned(),
+        as_of: record.as_of,
+        owner: record.owner.clone(),
+        started_at: record.started_at,
+        finished_at: record.finished_at,
+        processed: record.processed,
+        errors: record.errors,
+    };
+    let mut row = kind(run).envelope().to_outbox();
     let run_key = format!("{}:{}", record.job.as_str(), record.as_of);
-    event.aggregate_id = Uuid::new_v5(&RUN_AGGREGATE_NAMESPACE, run_key.as_bytes());
-    event
+    row.aggregate_id = Uuid::new_v5(&RUN_AGGREGATE_NAMESPACE, run_key.as_bytes());
+    row
 }

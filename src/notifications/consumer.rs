@@ -79,7 +79,8 @@ impl NotificationHandler {
     }
 
     /// Stores the notifications of `batch` in one insert and queues their
-    /// e-mails. A message that is not JSON is rejected alone; an event that
+    /// e-mails. A message that is not an event, or a loan event whose data does not
+    /// fit its type, is rejected alone; an event that
     /// notifies nobody, or was already notified, is acked; when the database
     /// cannot be reached, every event that notifies is retried. When it
     /// refuses the batch (a row it cannot store, e.g. an unknown user), the
@@ -90,15 +91,14 @@ impl NotificationHandler {
         let mut news: Vec<NewNotification> = Vec::new();
         let mut notifying = Vec::new();
         for (position, delivery) in batch.iter().enumerate() {
-            match serde_json::from_slice::<serde_json::Value>(&delivery.payload) {
-                Ok(envelope) => {
-                    if let Some(new) = notification_for(&envelope) {
-                        news.push(new);
-                        notifying.push(position);
-                    }
+            match notification_for(&delivery.payload) {
+                Ok(Some(new)) => {
+                    news.push(new);
+                    notifying.push(position);
                 }
-                Err(_) => {
-                    tracing::error!(subject = %delivery.subject, "event is not JSON; dropped");
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(subject = %delivery.subject, %error, "event dropped");
                     settlements[position] = Settlement::Reject;
                 }
             }

@@ -9,22 +9,8 @@ use tokio::sync::{Notify, futures::Notified};
 use uuid::Uuid;
 
 use super::{Db, StoreError, Tx};
+pub use crate::events::outbox::OutboxEvent;
 use crate::store::{with_pool, with_read_pool, with_tx};
-
-/// One event to publish, written in the transaction of the change it describes.
-#[derive(Debug, Clone)]
-pub struct OutboxEvent {
-    /// Unique id; also the `Nats-Msg-Id` and the consumers' idempotency key.
-    pub event_id: Uuid,
-    /// Full subject, e.g. `loans.events.payment.received`.
-    pub subject: String,
-    /// The loan or user the event is about (the relay keeps order per aggregate).
-    pub aggregate_id: Uuid,
-    /// The JSON message as published.
-    pub payload: serde_json::Value,
-    /// When the change happened.
-    pub created_at: DateTime<Utc>,
-}
 
 /// Raised after each commit of a transaction that wrote outbox rows, by
 /// every [`Tx`] of one [`Db`] (and its clones): the relay waits on it
