@@ -27,7 +27,7 @@ mod supervisor;
 mod turn;
 mod types;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -51,7 +51,7 @@ pub use service::{
     RestartBudget, Service, ServiceContext, ServiceError, ServiceSnapshot, ServiceState,
     SupervisionSnapshot,
 };
-use service_actor::{SharedBook, lock};
+use service_actor::{ServiceBook, SharedBook, lock};
 use supervisor::SupervisorMsg;
 use types::{Counters, bump};
 
@@ -67,7 +67,10 @@ struct Inner {
     root: ActorRef<RootMsg>,
     slot: SupervisorSlot,
     counters: Arc<Counters>,
-    book: SharedBook,
+    /// Weak: the root owns the book, and the services in it may hold this
+    /// tree (an application's state does), so a strong reference here would
+    /// be a cycle that keeps a dropped application, and its pools, alive.
+    book: Weak<Mutex<ServiceBook>>,
 }
 
 impl LoanTree {
@@ -95,7 +98,7 @@ impl LoanTree {
                 root,
                 slot,
                 counters,
-                book,
+                book: Arc::downgrade(&book),
             }),
         })
     }
@@ -203,14 +206,17 @@ impl LoanTree {
             }
             Err(_) => true,
         };
-        let names: Vec<String> = {
-            let mut book = lock(&self.inner.book);
-            book.closed = true;
-            book.entries
-                .iter()
-                .rev()
-                .map(|entry| entry.service.name().to_owned())
-                .collect()
+        let names: Vec<String> = match self.book() {
+            Some(book) => {
+                let mut book = lock(&book);
+                book.closed = true;
+                book.entries
+                    .iter()
+                    .rev()
+                    .map(|entry| entry.service.name().to_owned())
+                    .collect()
+            }
+            None => Vec::new(),
         };
         for name in names {
             let _ = self.stop_service(&name).await;
@@ -261,7 +267,8 @@ impl LoanTree {
     /// It is not restarted. Stopping a service that is down just marks it stopped.
     pub async fn stop_service(&self, name: &str) -> Result<(), ServiceError> {
         let actor = {
-            let mut book = lock(&self.inner.book);
+            let book = self.book().ok_or(ServiceError::ShuttingDown)?;
+            let mut book = lock(&book);
             let entry = book
                 .by_name(name)
                 .ok_or_else(|| ServiceError::Unknown(name.to_owned()))?;
@@ -288,8 +295,14 @@ impl LoanTree {
     /// every service with its state, restarts and backlog (each probe bounded
     /// by the call timeout; `None` when it did not answer in time).
     pub async fn supervision(&self) -> SupervisionSnapshot {
+        let Some(book) = self.book() else {
+            return SupervisionSnapshot {
+                loan_supervisor_restarts: 0,
+                services: Vec::new(),
+            };
+        };
         let (loan_supervisor_restarts, mut services, probes) = {
-            let mut book = lock(&self.inner.book);
+            let mut book = lock(&book);
             let services = book.snapshots(Instant::now());
             let probes: Vec<Arc<dyn Service>> = book
                 .entries
@@ -317,7 +330,10 @@ impl LoanTree {
 
     /// Names of the services down past their restart budget (no probes; cheap).
     pub fn failed_services(&self) -> Vec<String> {
-        lock(&self.inner.book)
+        let Some(book) = self.book() else {
+            return Vec::new();
+        };
+        lock(&book)
             .entries
             .iter()
             .filter(|entry| entry.state == ServiceState::Failed)
@@ -328,12 +344,18 @@ impl LoanTree {
     /// Test hook: the named service's next [`ServiceContext::fault_point`] panics.
     #[cfg(any(test, feature = "test-hooks"))]
     pub fn inject_service_panic(&self, name: &str) -> Result<(), ServiceError> {
-        let mut book = lock(&self.inner.book);
+        let book = self.book().ok_or(ServiceError::ShuttingDown)?;
+        let mut book = lock(&book);
         let entry = book
             .by_name(name)
             .ok_or_else(|| ServiceError::Unknown(name.to_owned()))?;
         entry.fault.arm();
         Ok(())
+    }
+
+    /// The services' book, while the root that owns it runs.
+    fn book(&self) -> Option<SharedBook> {
+        self.inner.book.upgrade()
     }
 
     fn supervisor(&self) -> Result<ActorRef<SupervisorMsg>, TreeError> {
