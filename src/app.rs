@@ -359,6 +359,10 @@ pub async fn shutdown_signal() {
 }
 
 /// Publishes a summary on `ops.metrics` every `OPS_METRICS_INTERVAL_SECS`.
+fn json_bytes(summary: &crate::events::ops::OpsSummary) -> Vec<u8> {
+    serde_json::to_vec(summary).expect("a summary always serializes")
+}
+
 async fn publish_summaries(state: Arc<AppState>, nats: Arc<crate::bus::NatsBus>) {
     let interval = state.settings.ops_metrics_interval;
     let mut ticks = tokio::time::interval(interval);
@@ -367,7 +371,7 @@ async fn publish_summaries(state: Arc<AppState>, nats: Arc<crate::bus::NatsBus>)
         ticks.tick().await;
         let summary = summary(&state.tree, &state.db, &state.clock).await;
         if let Err(error) = nats
-            .publish_core(OPS_METRICS_SUBJECT, summary.to_string().into_bytes())
+            .publish_core(OPS_METRICS_SUBJECT, json_bytes(&summary))
             .await
         {
             tracing::debug!(%error, "ops.metrics summary not published");

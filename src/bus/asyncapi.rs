@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use super::definitions::{self, ConsumerDefinition, StreamDefinition};
 use crate::events::EVENT_SUBJECT_PREFIX;
 use crate::events::inbound::{DEAD_LETTER_SUBJECT, INBOUND_PAYMENT_SUBJECT};
+use crate::events::ops::OPS_METRICS_SUBJECT;
 use crate::events::schema::{self, EventSchema};
 
 /// The AsyncAPI version the document follows.
@@ -22,9 +23,12 @@ const EVENTS_CHANNEL: &str = "loanEvents";
 const INBOUND_CHANNEL: &str = "inboundPayments";
 /// Channel of dead letters.
 const DEAD_CHANNEL: &str = "inboundDeadLetters";
-/// Message (and schema) names of the two inbound messages.
+/// Channel of the operators' summary (plain NATS, no stream).
+const OPS_CHANNEL: &str = "opsMetrics";
+/// Message (and schema) names of the inbound messages and the summary.
 const INBOUND_MESSAGE: &str = "InboundPayment";
 const DEAD_MESSAGE: &str = "DeadLetter";
+const OPS_MESSAGE: &str = "OpsSummary";
 /// Version of the NATS bindings used.
 const NATS_BINDING_VERSION: &str = "0.1.0";
 
@@ -59,6 +63,10 @@ pub fn document() -> Value {
     strip_dialect(&mut dead);
     schemas.insert(DEAD_MESSAGE.into(), dead);
     messages.insert(DEAD_MESSAGE.into(), dead_message());
+    let mut ops = schema::ops_summary_schema();
+    strip_dialect(&mut ops);
+    schemas.insert(OPS_MESSAGE.into(), ops);
+    messages.insert(OPS_MESSAGE.into(), ops_message());
     json!({
         "asyncapi": ASYNCAPI_VERSION,
         "id": "urn:loan-tracker:bus",
@@ -118,6 +126,13 @@ fn channels(events: &[EventSchema]) -> Vec<Channel> {
             description: "Inbound payments that can never apply, with the reason.",
             messages: vec![DEAD_MESSAGE.into()],
         },
+        Channel {
+            id: OPS_CHANNEL,
+            address: OPS_METRICS_SUBJECT.into(),
+            filter: OPS_METRICS_SUBJECT.into(),
+            description: "The operators' summary of one instance, every OPS_METRICS_INTERVAL_SECS (plain NATS publish, kept by no stream; NATS deployments only).",
+            messages: vec![OPS_MESSAGE.into()],
+        },
     ]
 }
 
@@ -126,8 +141,7 @@ fn channels_object(channels: &[Channel], streams: &[StreamDefinition]) -> Value 
     for channel in channels {
         let stream = streams
             .iter()
-            .find(|stream| stream.subjects.contains(&channel.filter))
-            .unwrap_or_else(|| panic!("no stream captures {}", channel.filter));
+            .find(|stream| stream.subjects.contains(&channel.filter));
         let messages: Map<String, Value> = channel
             .messages
             .iter()
@@ -138,8 +152,11 @@ fn channels_object(channels: &[Channel], streams: &[StreamDefinition]) -> Value 
             "title": channel.filter,
             "description": channel.description,
             "messages": messages,
-            "x-nats-stream": stream,
         });
+        match stream {
+            Some(stream) => entry["x-nats-stream"] = json!(stream),
+            None => entry["x-nats-core"] = json!(true),
+        }
         if channel.id == EVENTS_CHANNEL {
             entry["parameters"] = json!({
                 "type": {
@@ -175,6 +192,18 @@ fn operations(channels: &[Channel]) -> Value {
             "send",
             dead,
             "The inbound-payments consumer copies each message that can never apply here.",
+        ),
+    );
+    let ops = channels
+        .iter()
+        .find(|channel| channel.id == OPS_CHANNEL)
+        .expect("the ops channel");
+    object.insert(
+        "publishOpsSummary".into(),
+        operation(
+            "send",
+            ops,
+            "Each instance on NATS publishes its summary; nothing stores it, so only current subscribers see it.",
         ),
     );
     for consumer in definitions::consumers() {
@@ -245,6 +274,16 @@ fn dead_message() -> Value {
         "contentType": "application/json",
         "headers": message_id_header("`dead-` and the SHA-256 of the message: one dead letter per distinct message."),
         "payload": reference("components/schemas", DEAD_MESSAGE),
+    })
+}
+
+fn ops_message() -> Value {
+    json!({
+        "name": OPS_MESSAGE,
+        "title": "Operators' summary",
+        "summary": "One instance's loan actor counters, outbox backlog and event flow.",
+        "contentType": "application/json",
+        "payload": reference("components/schemas", OPS_MESSAGE),
     })
 }
 

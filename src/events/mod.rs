@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod inbound;
 pub mod job;
 pub mod loan;
+pub mod ops;
 pub mod outbox;
 pub mod schema;
 #[cfg(test)]

@@ -46,6 +46,11 @@ pub fn inbound_payment_schema() -> Value {
     standalone::<InboundPayment>()
 }
 
+/// The schema of the summary on `ops.metrics`.
+pub fn ops_summary_schema() -> Value {
+    standalone::<super::ops::OpsSummary>()
+}
+
 /// The schema of the message on `loans.inbound.dead`.
 pub fn dead_letter_schema() -> Value {
     let mut schema = standalone::<DeadLetterMessage>();

@@ -483,3 +483,51 @@ fn a_schema_refuses_an_event_that_lost_or_retyped_a_member() {
     wrong_type["type"] = json!("payment.reversed");
     assert!(!jsonschema::draft7::is_valid(received, &wrong_type));
 }
+
+#[test]
+fn the_ops_summary_keeps_its_wire_shape_round_trips_and_matches_its_schema() {
+    use super::ops::{LoanActorCounts, OpsSummary};
+    let summary = OpsSummary {
+        at: "2026-03-01T12:00:00Z".parse().unwrap(),
+        loan_actors: LoanActorCounts {
+            live: Some(3),
+            spawned: 5,
+            passivated: 2,
+            restarted: 0,
+            failed: 0,
+            budget_exhausted: 0,
+            commands_committed: 9,
+            version_conflicts: 1,
+        },
+        outbox_pending: Some(0),
+        events_published: None,
+        inbound_dead_letters: Some(1),
+        emails: Some([("sent".to_owned(), 4)].into()),
+    };
+    let wire = serde_json::to_value(&summary).unwrap();
+    assert_eq!(
+        wire,
+        json!({
+            "at": "2026-03-01T12:00:00Z",
+            "loan_actors": {"live": 3, "spawned": 5, "passivated": 2, "restarted": 0,
+                "failed": 0, "budget_exhausted": 0, "commands_committed": 9,
+                "version_conflicts": 1},
+            "outbox_pending": 0, "events_published": null, "inbound_dead_letters": 1,
+            "emails": {"sent": 4},
+        })
+    );
+    assert_eq!(
+        serde_json::from_value::<OpsSummary>(wire.clone()).unwrap(),
+        summary
+    );
+    assert_valid(&schema::ops_summary_schema(), &wire, "ops summary");
+    let mut lost = wire.clone();
+    lost["loan_actors"]
+        .as_object_mut()
+        .unwrap()
+        .remove("spawned");
+    assert!(!jsonschema::draft7::is_valid(
+        &schema::ops_summary_schema(),
+        &lost
+    ));
+}

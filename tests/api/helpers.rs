@@ -401,16 +401,40 @@ pub fn token_claims(token: &str) -> serde_json::Value {
 
 /// A loan's `total_paid` as its owner reads it over HTTP.
 pub async fn total_paid(app: &TestApp, owner: &Session, loan_id: uuid::Uuid) -> String {
-    let loan: serde_json::Value = app
+    let response = app
         .get(
             &format!("/api/v1/loans/{loan_id}"),
             Some(&owner.access_token),
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
+    let status = response.status();
+    let loan: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        status,
+        reqwest::StatusCode::OK,
+        "GET loan {loan_id}: {loan}"
+    );
     loan["total_paid"].as_str().unwrap().to_owned()
+}
+
+/// Like [`total_paid`] for polling: `None` while the loan cannot be read
+/// (an instance still starting, a 503 under load), so `eventually` retries.
+pub async fn total_paid_if_readable(
+    app: &TestApp,
+    owner: &Session,
+    loan_id: uuid::Uuid,
+) -> Option<String> {
+    let response = app
+        .get(
+            &format!("/api/v1/loans/{loan_id}"),
+            Some(&owner.access_token),
+        )
+        .await;
+    if response.status() != reqwest::StatusCode::OK {
+        return None;
+    }
+    let loan: serde_json::Value = response.json().await.ok()?;
+    loan["total_paid"].as_str().map(str::to_owned)
 }
 
 /// Runs test-only SQL (triggers, fault injection) on the database.

@@ -418,4 +418,13 @@ async fn a_metrics_summary_goes_out_on_ops_metrics_when_on_nats() {
         "{summary}"
     );
     assert!(summary["outbox_pending"].as_i64().is_some(), "{summary}");
+    // What went out matches the schema the AsyncAPI document publishes for it.
+    let document: Value = app.get("/asyncapi.json", None).await.json().await.unwrap();
+    let schema = &document["components"]["schemas"]["OpsSummary"];
+    let errors: Vec<String> = jsonschema::draft7::new(schema)
+        .expect("the published schema compiles")
+        .iter_errors(&summary)
+        .map(|error| error.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{summary}: {errors:?}");
 }
