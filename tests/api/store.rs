@@ -244,3 +244,45 @@ async fn a_transaction_cancelled_while_it_begins_leaves_no_transaction_open() {
         );
     }
 }
+
+/// A whole application dropped with its runtime (as every test drops its
+/// app) closes its PostgreSQL connections: nothing it started — services,
+/// loops, actors — keeps its state, and so its pools, alive.
+#[test]
+fn a_dropped_application_leaves_no_database_connection_behind() {
+    let Ok(admin_url) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("TEST_DATABASE_URL not set: PostgreSQL case skipped");
+        return;
+    };
+    let first = tokio::runtime::Runtime::new().expect("a runtime");
+    let database: String = first.block_on(async {
+        let app = crate::helpers::spawn_app().await;
+        let response = app.get("/ready", None).await;
+        assert!(response.status().is_success(), "the app is up");
+        with_read_pool!(&app.db, |pool| sqlx::query_scalar(
+            "select current_database()"
+        )
+        .fetch_one(pool)
+        .await)
+        .expect("the app's database")
+    });
+    drop(first);
+    let second = tokio::runtime::Runtime::new().expect("a runtime");
+    second.block_on(async {
+        let admin = sqlx::PgPool::connect(&admin_url).await.expect("admin pool");
+        crate::helpers::eventually(
+            "the dropped app's connections to close",
+            Duration::from_secs(10),
+            || async {
+                let open: i64 =
+                    sqlx::query_scalar("select count(*) from pg_stat_activity where datname = $1")
+                        .bind(&database)
+                        .fetch_one(&admin)
+                        .await
+                        .expect("pg_stat_activity");
+                (open == 0).then_some(())
+            },
+        )
+        .await;
+    });
+}
