@@ -45,6 +45,9 @@ pub const LOAN_ACTOR_STORE_ERRORS: &str = "loan_actor_store_errors_total";
 pub const LOAN_ACTOR_CALL_TIMEOUTS: &str = "loan_actor_call_timeouts_total";
 /// Counter: queued commands dropped because their caller had given up.
 pub const LOAN_COMMANDS_ABANDONED: &str = "loan_commands_abandoned_total";
+/// Counter: loads of a loan's whole payment history for a command that needed
+/// payments the actor had folded (a reversal, a back-dated payment, …).
+pub const LOAN_HISTORY_LOADS: &str = "loan_history_loads_total";
 /// Histogram: time from sending a command to a loan actor until its answer, by
 /// `command` and `outcome` (`committed`, `rejected`, `failed`).
 pub const LOAN_COMMAND_DURATION: &str = "loan_command_duration_seconds";

@@ -76,6 +76,7 @@ fn record_counts(counts: TreeCounts) {
         store_errors,
         timeouts,
         abandoned,
+        history_loads,
     } = counts;
     counter!(names::LOAN_ACTORS_SPAWNED).absolute(spawned);
     counter!(names::LOAN_ACTORS_PASSIVATED).absolute(passivated);
@@ -89,6 +90,7 @@ fn record_counts(counts: TreeCounts) {
     counter!(names::LOAN_ACTOR_STORE_ERRORS).absolute(store_errors);
     counter!(names::LOAN_ACTOR_CALL_TIMEOUTS).absolute(timeouts);
     counter!(names::LOAN_COMMANDS_ABANDONED).absolute(abandoned);
+    counter!(names::LOAN_HISTORY_LOADS).absolute(history_loads);
 }
 
 /// Live, stopping and blocked actors and mailbox depths. The snapshot lists

@@ -26,6 +26,7 @@ mod loan_delete;
 mod loan_reads;
 mod loan_store;
 mod loans;
+mod long_history;
 mod migrations;
 mod money_rules;
 mod notifications;

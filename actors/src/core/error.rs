@@ -125,6 +125,10 @@ pub enum LoanError {
     /// Exact-decimal interest math overflowed; only reachable with extreme terms.
     #[error("interest calculation overflowed")]
     ArithmeticOverflow,
+    /// The command needs payments the loan folded out of memory: decide it
+    /// again on the full history (the loan actor does; never an answer).
+    #[error("the command needs the loan's full payment history")]
+    HistoryNeeded,
     /// A stored snapshot breaks an invariant.
     #[error("corrupt loan snapshot: {0}")]
     CorruptSnapshot(String),
@@ -149,7 +153,7 @@ impl LoanError {
             | LoanError::AlreadyReversed(_)
             | LoanError::TooManyPayments(_) => ErrorKind::Conflict,
             LoanError::UnknownPayment(_) | LoanError::Deleted => ErrorKind::NotFound,
-            LoanError::CorruptSnapshot(_) => ErrorKind::Corrupt,
+            LoanError::CorruptSnapshot(_) | LoanError::HistoryNeeded => ErrorKind::Corrupt,
         }
     }
 }

@@ -16,9 +16,9 @@ pub mod terms;
 pub use error::{ErrorKind, LoanError};
 pub use ids::{LoanId, PaymentId, UserId};
 pub use loan::{
-    Allocation, AllocationLine, AssessedFee, Installment, InstallmentStatus, InstallmentView, Loan,
-    LoanCommand, LoanEvent, LoanFigures, LoanSnapshot, LoanStatus, PaymentRecord, PayoffQuote,
-    Reallocation,
+    Allocation, AllocationLine, AssessedFee, FoldedPayments, Installment, InstallmentStatus,
+    InstallmentView, Loan, LoanCommand, LoanEvent, LoanFigures, LoanSnapshot, LoanStatus,
+    PaymentRecord, PayoffQuote, Reallocation,
 };
 pub use money::{Currency, Money, MoneyError};
 pub use rate::{Rate, RateError};

@@ -6,6 +6,11 @@ use std::time::Duration;
 /// transaction's size and the time other loans' callers wait behind one busy loan.
 pub const MAX_BATCH_COMMANDS: usize = 64;
 
+/// Payments a live loan keeps as records; older ones are folded
+/// ([`crate::core::Loan::fold_payments`]) once twice as many are kept, so an
+/// actor's memory and a decision's cost do not grow with the loan's history.
+pub const KEPT_PAYMENTS: usize = 16;
+
 /// How often a turn reloads and retries after another writer committed first; past
 /// this the loan is contended and the callers get [`super::TreeError::Contended`].
 pub const MAX_CONFLICT_RETRIES: u32 = 3;

@@ -13,7 +13,7 @@ use crate::store::{
     EventRecord, InstallmentWrites, LoanCommit, LoanStoreError, ReplyRecord, StoredLoan,
 };
 
-use super::config::{CONFLICT_BACKOFF, MAX_CONFLICT_RETRIES};
+use super::config::{CONFLICT_BACKOFF, KEPT_PAYMENTS, MAX_CONFLICT_RETRIES};
 use super::error::TreeError;
 use super::loan_actor::{Inspect, LoanActorState, NewLoan, Queued};
 use super::plan::{commit_for, event_id, plan_batch};
@@ -43,6 +43,15 @@ pub(crate) async fn run_batch(state: &mut LoanActorState, batch: Vec<Queued>) {
     }
 }
 
+/// True when a command was refused for want of folded payments and the loan
+/// has some: the batch is decided again on the whole history.
+fn needs_history(loan: &Loan, outcomes: &[Result<Vec<EventRecord>, LoanError>]) -> bool {
+    !loan.folded().is_empty()
+        && outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, Err(LoanError::HistoryNeeded)))
+}
+
 /// Commands whose caller already gave up are not decided at all: they are never
 /// committed, which keeps late writes after a timeout rare.
 fn drop_abandoned(state: &LoanActorState, batch: Vec<Queued>) -> Vec<Queued> {
@@ -59,8 +68,9 @@ fn drop_abandoned(state: &LoanActorState, batch: Vec<Queued>) -> Vec<Queued> {
 
 async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
     let mut conflicts = 0;
+    let mut whole_history = false;
     loop {
-        if let Err(error) = ensure_loaded(state).await {
+        if let Err(error) = ensure_loaded(state, !whole_history).await {
             answer_all(batch, &error);
             return BatchEnd::Answered;
         }
@@ -68,6 +78,13 @@ async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
         let version = stored.version;
         let requests: Vec<_> = batch.iter().map(|queued| &queued.request).collect();
         let plan = plan_batch(&stored.loan, &requests, event_id);
+        if needs_history(&stored.loan, &plan.outcomes) {
+            // Decide again on the whole history, as the store has it.
+            bump(&state.counters.history_loads);
+            state.loaded = None;
+            whole_history = true;
+            continue;
+        }
         let Some(mut commit) = commit_for(state.loan_id, (&stored.loan, version), &plan) else {
             answer(batch, plan.outcomes, Arc::new(plan.after), version, &[]);
             return BatchEnd::Answered;
@@ -87,8 +104,10 @@ async fn try_batch(state: &mut LoanActorState, batch: Vec<Queued>) -> BatchEnd {
                 if loan.is_deleted() {
                     announce_gone(state);
                 }
+                let mut after = plan.after;
+                after.fold_payments(KEPT_PAYMENTS);
                 state.loaded = Some(StoredLoan {
-                    loan: plan.after,
+                    loan: after,
                     version: new_version,
                 });
                 answer(batch, plan.outcomes, loan, new_version, &kept);
@@ -187,7 +206,7 @@ pub(crate) async fn create(state: &mut LoanActorState, new_loan: NewLoan) {
 /// Answers an inspection from the loan in memory (loading it first if needed):
 /// a read that costs no query once the actor is live.
 pub(crate) async fn inspect(state: &mut LoanActorState, inspect: Inspect) {
-    let answer = match ensure_loaded(state).await {
+    let answer = match ensure_loaded(state, true).await {
         Ok(()) => {
             let stored = state.loaded.as_ref().expect("loaded just above");
             Ok((inspect.look.0)(&stored.loan))
@@ -197,15 +216,19 @@ pub(crate) async fn inspect(state: &mut LoanActorState, inspect: Inspect) {
     let _ = inspect.reply.send(answer);
 }
 
-/// Loads the loan unless it is in memory. Absence is not cached: another instance
-/// may create the loan at any time.
-async fn ensure_loaded(state: &mut LoanActorState) -> Result<(), TreeError> {
+/// Loads the loan unless it is in memory, folding its older payments unless
+/// `fold` is false (a command needs them). Absence is not cached: another
+/// instance may create the loan at any time.
+async fn ensure_loaded(state: &mut LoanActorState, fold: bool) -> Result<(), TreeError> {
     if state.loaded.is_some() {
         return Ok(());
     }
     let loaded = in_time(state.store_timeout, state.store.load(state.loan_id)).await;
     match loaded {
-        Ok(Some(stored)) => {
+        Ok(Some(mut stored)) => {
+            if fold {
+                stored.loan.fold_payments(KEPT_PAYMENTS);
+            }
             state.loaded = Some(stored);
             Ok(())
         }

@@ -112,6 +112,8 @@ pub struct TreeCounts {
     pub timeouts: u64,
     /// Queued commands dropped undecided because their caller had already given up.
     pub abandoned: u64,
+    /// Loads of a loan's whole history for a command that needed folded payments.
+    pub history_loads: u64,
 }
 
 /// What `GET /admin/actors` shows: the supervision state at one moment.
@@ -144,6 +146,7 @@ pub(crate) struct Counters {
     pub(crate) store_errors: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) abandoned: AtomicU64,
+    pub(crate) history_loads: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -176,6 +179,7 @@ impl Counters {
             store_errors: get(&self.store_errors),
             timeouts: get(&self.timeouts),
             abandoned: get(&self.abandoned),
+            history_loads: get(&self.history_loads),
         }
     }
 }

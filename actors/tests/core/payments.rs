@@ -466,3 +466,70 @@ fn money_that_paid_an_earlier_fee_does_not_shrink_a_later_fee() {
         (2, "888.49".into(), "26.65".into())
     );
 }
+
+/// An external reference repeated after its payment was folded out of memory:
+/// the folded loan cannot tell a repeat from a new payment, so it asks for the
+/// history, and the whole history finds the repeat (no event) or the clash.
+#[test]
+fn a_repeated_reference_of_a_folded_payment_is_decided_on_the_whole_history() {
+    let mut loan = approved(reference_terms(), date(2024, 1, 15));
+    let with_reference = |n: u128, amount: &str, reference: &str| LoanCommand::ApplyPayment {
+        payment_id: payment_id(n),
+        amount: usd(amount),
+        paid_on: date(2024, 1, 20),
+        reference: Some(reference.into()),
+        note: None,
+    };
+    for n in 1..=10 {
+        run(
+            &mut loan,
+            with_reference(n, "10.00", &format!("bank-{n}")),
+            date(2024, 1, 20),
+        );
+    }
+    let whole = loan.clone();
+    loan.fold_payments(2);
+    assert_eq!(loan.folded().count(), 8);
+    assert_eq!(loan.payments(), &whole.payments()[8..]);
+    assert_eq!(
+        loan.figures(date(2024, 1, 20)),
+        whole.figures(date(2024, 1, 20))
+    );
+
+    let repeat = with_reference(101, "10.00", "bank-1");
+    assert_eq!(
+        loan.decide(&repeat, date(2024, 2, 1)),
+        Err(LoanError::HistoryNeeded)
+    );
+    assert_eq!(whole.decide(&repeat, date(2024, 2, 1)), Ok(Vec::new()));
+    let clash = with_reference(102, "99.00", "bank-1");
+    assert_eq!(
+        loan.decide(&clash, date(2024, 2, 1)),
+        Err(LoanError::HistoryNeeded)
+    );
+    assert!(matches!(
+        whole.decide(&clash, date(2024, 2, 1)),
+        Err(LoanError::DuplicatePayment { .. })
+    ));
+    // A reference never seen, a payment of today: decided in memory, as on the whole history.
+    let fresh = with_reference(103, "10.00", "bank-new");
+    assert_eq!(
+        loan.decide(&fresh, date(2024, 2, 1)),
+        whole.decide(&fresh, date(2024, 2, 1))
+    );
+    assert!(loan.decide(&fresh, date(2024, 2, 1)).is_ok());
+    // A reversal of a folded payment, or one dated before the folded ones, needs the history too.
+    let reverse_folded = LoanCommand::ReversePayment {
+        payment_id: payment_id(1),
+    };
+    assert_eq!(
+        loan.decide(&reverse_folded, date(2024, 2, 1)),
+        Err(LoanError::HistoryNeeded)
+    );
+    assert!(whole.decide(&reverse_folded, date(2024, 2, 1)).is_ok());
+    let back_dated = pay(104, usd("1.00"), date(2024, 1, 16));
+    assert_eq!(
+        loan.decide(&back_dated, date(2024, 2, 1)),
+        Err(LoanError::HistoryNeeded)
+    );
+}

@@ -3,12 +3,12 @@
 //! 1,000 cases by default; `PROPTEST_CASES` overrides it.
 
 use actors::core::{
-    Currency, GraceDays, Loan, LoanCommand, LoanStatus, LoanTerms, Money, Rate, RepaymentMethod,
-    TermMonths, preview,
+    Currency, GraceDays, Loan, LoanCommand, LoanError, LoanEvent, LoanStatus, LoanTerms, Money,
+    Rate, RepaymentMethod, TermMonths, preview,
 };
 use chrono::{Days, NaiveDate};
 use proptest::prelude::*;
-use proptest::test_runner::Config;
+use proptest::test_runner::{Config, TestCaseError};
 use rust_decimal::Decimal;
 
 use super::support::{date, payment_id, pending};
@@ -290,6 +290,71 @@ proptest! {
                 prop_assert!(seen.is_none() || *seen == fee, "late fee changed on installment {}", installment.seq);
                 *seen = fee;
             }
+        }
+    }
+}
+
+/// Decides `command` on a loan that folds its payments as a live actor does:
+/// asked for the whole history, it decides again on `whole` (what the store
+/// holds), as the actor reloads.
+fn decide_folding(
+    folding: &mut Loan,
+    whole: &Loan,
+    command: &LoanCommand,
+    today: NaiveDate,
+) -> Result<Vec<LoanEvent>, LoanError> {
+    match folding.decide(command, today) {
+        Err(LoanError::HistoryNeeded) => {
+            assert!(
+                !folding.folded().is_empty(),
+                "only a loan with folded payments asks for its history"
+            );
+            *folding = whole.clone();
+            folding.decide(command, today)
+        }
+        decided => decided,
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn a_loan_folding_its_payments_decides_exactly_as_its_whole_history(
+        terms in terms(5_000_000, 1..=24),
+        keep in 0..4_usize,
+        steps in proptest::collection::vec(step(), 1..40),
+    ) {
+        let mut today = date(2024, 1, 31);
+        let mut whole = pending(terms, today);
+        for event in whole.decide(&LoanCommand::Approve { disbursed_on: today }, today).unwrap() {
+            whole.apply(&event);
+        }
+        let mut folding = whole.clone();
+        for (number, (advance_days, step)) in steps.iter().enumerate() {
+            today = today.checked_add_days(Days::new(u64::from(*advance_days))).unwrap();
+            // Reversals pick among every payment, folded ones included.
+            let Some(command) = command(&whole, step, today, number as u128 + 1) else { continue };
+            let expected = whole.decide(&command, today);
+            let decided = decide_folding(&mut folding, &whole, &command, today);
+            prop_assert_eq!(&decided, &expected, "{:?}", command);
+            if let Ok(events) = expected {
+                for event in &events {
+                    whole.apply(event);
+                    folding.apply(event);
+                }
+            }
+            folding.fold_payments(keep);
+            prop_assert_eq!(folding.installments(), whole.installments());
+            prop_assert_eq!(folding.status(), whole.status());
+            prop_assert_eq!(folding.payment_count(), whole.payment_count());
+            prop_assert_eq!(folding.figures(today), whole.figures(today));
+            prop_assert_eq!(folding.installment_views(today), whole.installment_views(today));
+            prop_assert_eq!(folding.payoff_quote(today).ok(), whole.payoff_quote(today).ok());
+            prop_assert_eq!(folding.snapshot().overdue_after(), whole.snapshot().overdue_after());
+            let kept = folding.payments().len();
+            prop_assert_eq!(folding.payments(), &whole.payments()[whole.payments().len() - kept..]);
+            Loan::restore(folding.snapshot()).map_err(|error| TestCaseError::fail(format!("folded state illegal: {error}")))?;
         }
     }
 }

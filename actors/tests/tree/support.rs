@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actors::core::{
-    Currency, Loan, LoanCommand, LoanId, LoanTerms, Money, PaymentId, Rate, TermMonths, UserId,
+    Currency, FoldedPayments, Loan, LoanCommand, LoanId, LoanTerms, Money, PaymentId, Rate,
+    TermMonths, UserId,
 };
 use actors::store::{
     BoxFuture, EventRecord, LoanCommit, LoanStore, LoanStoreError, ReplyRecord, StoredLoan,
@@ -109,7 +110,23 @@ impl FakeStore {
             replies.insert((reply.user_id, reply.key.clone()), reply.clone());
         }
         let new_version = commit.new_version();
-        let loan = Loan::restore(commit.snapshot).expect("a valid snapshot");
+        let mut snapshot = commit.snapshot;
+        if let Some(previous) = rows.get(&loan_id) {
+            // Like the SQL stores, which keep payments as rows: the payments the
+            // actor folded stay on record, the kept ones (a suffix) are rewritten.
+            let kept: HashSet<_> = snapshot.payments.iter().map(|p| p.payment_id).collect();
+            let mut payments: Vec<_> = previous
+                .loan
+                .payments()
+                .iter()
+                .filter(|payment| !kept.contains(&payment.payment_id))
+                .cloned()
+                .collect();
+            payments.append(&mut snapshot.payments);
+            snapshot.payments = payments;
+            snapshot.folded = FoldedPayments::default();
+        }
+        let loan = Loan::restore(snapshot).expect("a valid snapshot");
         let row = rows.entry(loan_id).or_insert_with(|| Row {
             loan: loan.clone(),
             version: 0,

@@ -2,8 +2,9 @@
 //! their conversion into the core's records (each checked once, here).
 
 use actors::core::{
-    Allocation, AllocationLine, Currency, GraceDays, Installment, LoanId, LoanSnapshot, LoanStatus,
-    LoanTerms, Money, PaymentId, PaymentRecord, Rate, RepaymentMethod, TermMonths, UserId,
+    Allocation, AllocationLine, Currency, FoldedPayments, GraceDays, Installment, LoanId,
+    LoanSnapshot, LoanStatus, LoanTerms, Money, PaymentId, PaymentRecord, Rate, RepaymentMethod,
+    TermMonths, UserId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -193,6 +194,7 @@ impl LoanRow {
             rejection_reason: self.rejection_reason,
             installments,
             payments,
+            folded: FoldedPayments::default(),
         })
     }
 }

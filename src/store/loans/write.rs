@@ -36,12 +36,7 @@ impl RowFigures {
     fn of(snapshot: &LoanSnapshot) -> RowFigures {
         let sum = |part: fn(&Installment) -> i64| snapshot.installments.iter().map(part).sum();
         RowFigures {
-            total_paid_minor: snapshot
-                .payments
-                .iter()
-                .filter(|payment| !payment.is_reversed())
-                .map(|payment| payment.amount.minor())
-                .sum(),
+            total_paid_minor: snapshot.total_paid_minor(),
             principal_outstanding_minor: sum(Installment::principal_unpaid_minor),
             interest_outstanding_minor: sum(Installment::interest_unpaid_minor),
             fees_outstanding_minor: sum(Installment::fee_unpaid_minor),
@@ -524,7 +519,8 @@ async fn write_payments(tx: &mut Tx, commits: &[&LoanCommit]) -> Result<(), Loan
                 created_rows.push(NewPayment {
                     loan_id: commit.loan_id.as_uuid(),
                     payment,
-                    arrival_seq: i32::try_from(index + 1).expect("payments per loan are bounded"),
+                    arrival_seq: i32::try_from(commit.snapshot.folded.count() + index + 1)
+                        .expect("payments per loan are bounded"),
                     created_at,
                 });
             } else if changed.contains(&payment.payment_id) {

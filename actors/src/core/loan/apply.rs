@@ -1,7 +1,9 @@
 //! `Loan::apply`: folds an event into the state. No decisions here, only bookkeeping.
 
 use super::command::LoanEvent;
-use super::records::{Installment, Reallocation};
+use std::collections::BTreeMap;
+
+use super::records::{Allocation, Installment, Reallocation};
 use super::{Loan, LoanStatus};
 use crate::core::money::Money;
 
@@ -39,8 +41,15 @@ impl Loan {
                 payment,
                 reallocations,
             } => {
+                assert_eq!(
+                    payment.allocation.applied_minor(),
+                    payment.amount.minor(),
+                    "allocation sums to the payment"
+                );
+                let mut paid = PaidChange::default();
+                paid.add(&payment.allocation, 1);
                 state.payments.push(payment.clone());
-                self.reallocate(reallocations);
+                self.reallocate(paid, reallocations);
             }
             LoanEvent::PaymentReversed {
                 payment_id,
@@ -52,8 +61,10 @@ impl Loan {
                     .iter_mut()
                     .find(|payment| payment.payment_id == *payment_id)
                     .expect("a reversed payment is on record");
+                let mut paid = PaidChange::default();
+                paid.add(&payment.allocation, -1);
                 payment.reversed_on = Some(*reversed_on);
-                self.reallocate(reallocations);
+                self.reallocate(paid, reallocations);
             }
             LoanEvent::LateFeesAssessed {
                 as_of,
@@ -69,7 +80,7 @@ impl Loan {
                     installment.late_fee = fee.fee;
                     installment.late_fee_assessed_on = Some(*as_of);
                 }
-                self.reallocate(reallocations);
+                self.reallocate(PaidChange::default(), reallocations);
             }
         }
         if let Some(status) = event.new_status() {
@@ -77,47 +88,36 @@ impl Loan {
         }
     }
 
-    /// Replaces allocations and recomputes every installment's paid parts from the
-    /// live payments, so paid parts can never drift from the allocations.
-    fn reallocate(&mut self, reallocations: &[Reallocation]) {
+    /// Replaces the re-allocated payments' allocations and moves the installments'
+    /// paid parts by exactly what changed (`paid` already holds the command's
+    /// own change), so paid parts stay the sum of the live allocations without
+    /// walking the history.
+    fn reallocate(&mut self, mut paid: PaidChange, reallocations: &[Reallocation]) {
         let state = &mut self.state;
         for reallocation in reallocations {
             let payment = state
                 .payments
                 .iter_mut()
                 .find(|payment| payment.payment_id == reallocation.payment_id)
-                .expect("a re-allocated payment is on record");
+                .expect("a re-allocated payment is kept as a record");
+            assert!(
+                !payment.is_reversed()
+                    && reallocation.allocation.applied_minor() == payment.amount.minor(),
+                "a live payment's allocation sums to it"
+            );
+            paid.add(&payment.allocation, -1);
+            paid.add(&reallocation.allocation, 1);
             payment.allocation = reallocation.allocation.clone();
         }
         let currency = state.terms.currency();
-        let mut sums = vec![[0_i64; 4]; state.installments.len()];
-        for payment in state
-            .payments
-            .iter()
-            .filter(|payment| !payment.is_reversed())
-        {
-            assert_eq!(
-                payment.allocation.applied_minor(),
-                payment.amount.minor(),
-                "allocation sums to the payment"
-            );
-            for line in &payment.allocation.lines {
-                let sum = &mut sums[usize::from(line.seq) - 1];
-                sum[0] += line.fee.minor();
-                sum[1] += line.interest.minor();
-                sum[2] += line.principal.minor();
-                sum[3] += line.interest_waived.minor();
-            }
-        }
         let money =
             |minor: i64| Money::from_minor(minor, currency).expect("paid parts are never negative");
-        for (installment, [fee, interest, principal, waived]) in
-            state.installments.iter_mut().zip(sums)
-        {
-            installment.fee_paid = money(fee);
-            installment.interest_paid = money(interest);
-            installment.principal_paid = money(principal);
-            installment.interest_waived = money(waived);
+        for (seq, [fee, interest, principal, waived]) in paid.by_seq {
+            let installment = &mut state.installments[usize::from(seq) - 1];
+            installment.fee_paid = money(installment.fee_paid.minor() + fee);
+            installment.interest_paid = money(installment.interest_paid.minor() + interest);
+            installment.principal_paid = money(installment.principal_paid.minor() + principal);
+            installment.interest_waived = money(installment.interest_waived.minor() + waived);
             // No balance may ever go negative: paid never exceeds owed.
             assert!(installment.fee_unpaid_minor() >= 0, "late fee overpaid");
             assert!(
@@ -128,6 +128,26 @@ impl Loan {
                 installment.principal_unpaid_minor() >= 0,
                 "principal overpaid"
             );
+        }
+    }
+}
+
+/// How an event moves the paid parts, per installment `seq`: fee, interest,
+/// principal, waived interest, in minor units.
+#[derive(Default)]
+struct PaidChange {
+    by_seq: BTreeMap<u16, [i64; 4]>,
+}
+
+impl PaidChange {
+    /// Adds (`sign` 1) or takes back (`sign` -1) an allocation.
+    fn add(&mut self, allocation: &Allocation, sign: i64) {
+        for line in &allocation.lines {
+            let parts = self.by_seq.entry(line.seq).or_default();
+            parts[0] += sign * line.fee.minor();
+            parts[1] += sign * line.interest.minor();
+            parts[2] += sign * line.principal.minor();
+            parts[3] += sign * line.interest_waived.minor();
         }
     }
 }

@@ -83,7 +83,7 @@ impl Loan {
             status,
             LoanStatus::Pending | LoanStatus::Rejected | LoanStatus::Cancelled
         );
-        if !deletable || !self.payments().is_empty() {
+        if !deletable || self.payment_count() > 0 {
             return Err(LoanError::InvalidTransition {
                 action: "delete",
                 status,
@@ -125,7 +125,7 @@ impl Loan {
             return Ok(Vec::new());
         }
         let disbursed_on = self.require_repaying("accept a payment on")?;
-        if self.payments().len() >= MAX_PAYMENTS_PER_LOAN {
+        if self.payment_count() >= MAX_PAYMENTS_PER_LOAN {
             return Err(LoanError::TooManyPayments(MAX_PAYMENTS_PER_LOAN));
         }
         let currency = self.terms().currency();
@@ -145,20 +145,50 @@ impl Loan {
                 "before disbursement or in the future",
             ));
         }
-        let mut payments = self.payments().to_vec();
-        payments.push(payment.clone());
-        let mut allocations =
-            ledger::replay(self.installments(), &payments, disbursed_on, currency)?;
-        payment.allocation = allocations
-            .pop()
-            .flatten()
-            .expect("a live payment is allocated");
-        let reallocations = changed_allocations(self.payments(), &allocations);
+        let ledger_of = (disbursed_on, currency);
+        let latest_live = self
+            .payments()
+            .iter()
+            .filter(|recorded| !recorded.is_reversed())
+            .map(|recorded| recorded.paid_on)
+            .chain(self.folded().latest_paid_on())
+            .max();
+        let reallocations = if latest_live.is_none_or(|latest| payment.paid_on >= latest) {
+            // Allocated last: nothing else moves.
+            payment.allocation = ledger::allocate_last(
+                self.installments(),
+                payment.amount,
+                payment.paid_on,
+                ledger_of,
+            )?;
+            Vec::new()
+        } else {
+            // Back-dated: later payments move, folded ones must not.
+            self.require_after_folded(payment.paid_on)?;
+            let mut payments = self.payments().to_vec();
+            payments.push(payment.clone());
+            let mut allocations =
+                ledger::replay(self.installments(), self.payments(), &payments, ledger_of)?;
+            payment.allocation = allocations
+                .pop()
+                .flatten()
+                .expect("a live payment is allocated");
+            changed_allocations(self.payments(), &allocations)
+        };
         let applied = LoanEvent::PaymentApplied {
             payment,
             reallocations,
         };
         Ok(self.with_status_change(vec![applied], today))
+    }
+
+    /// A replay that starts after the folded payments is exact only when a
+    /// change dated `on` comes after every one of them.
+    fn require_after_folded(&self, on: NaiveDate) -> Result<(), LoanError> {
+        match self.folded().latest_paid_on() {
+            Some(latest) if on <= latest => Err(LoanError::HistoryNeeded),
+            _ => Ok(()),
+        }
     }
 
     /// True when `payment` repeats a recorded one (same id, or same reference) with the
@@ -172,7 +202,16 @@ impl Loan {
             .iter()
             .find(|recorded| recorded.payment_id == payment.payment_id || same_reference(recorded))
         else {
-            return Ok(false);
+            // A folded payment may carry the reference: only its record can tell.
+            // (Ids are not kept: the edge makes fresh ones or derives them from
+            // a reference or an idempotency key, whose records answer repeats;
+            // the store's key refuses any other reuse.)
+            return match &payment.reference {
+                Some(reference) if self.folded().may_hold_reference(reference) => {
+                    Err(LoanError::HistoryNeeded)
+                }
+                _ => Ok(false),
+            };
         };
         // A redelivered bank message may carry another default date: the reference and amount identify it.
         let same_details = recorded.amount == payment.amount
@@ -196,7 +235,11 @@ impl Loan {
             .payments()
             .iter()
             .position(|payment| payment.payment_id == payment_id)
-            .ok_or(LoanError::UnknownPayment(payment_id))?;
+            .ok_or(if self.folded().is_empty() {
+                LoanError::UnknownPayment(payment_id)
+            } else {
+                LoanError::HistoryNeeded
+            })?;
         if self.payments()[index].is_reversed() {
             return Err(LoanError::AlreadyReversed(payment_id));
         }
@@ -213,11 +256,13 @@ impl Loan {
         };
         let mut payments = self.payments().to_vec();
         payments[index].reversed_on = Some(today);
+        // Kept payments are all allocated after the folded ones, so a kept
+        // payment's reversal never moves a folded one.
         let allocations = ledger::replay(
             self.installments(),
+            self.payments(),
             &payments,
-            disbursed_on,
-            self.terms().currency(),
+            (disbursed_on, self.terms().currency()),
         )?;
         let reallocations = changed_allocations(self.payments(), &allocations);
         let reversed = LoanEvent::PaymentReversed {
@@ -245,6 +290,8 @@ impl Loan {
         if fees.is_empty() {
             return Ok(self.with_status_change(Vec::new(), as_of));
         }
+        // A payment dated on or after `as_of` may now pay the fee: a folded one must not be.
+        self.require_after_folded(as_of)?;
         let mut installments: Vec<Installment> = self.installments().to_vec();
         for fee in &fees {
             let installment = &mut installments[usize::from(fee.seq) - 1];
@@ -254,8 +301,8 @@ impl Loan {
         let allocations = ledger::replay(
             &installments,
             self.payments(),
-            disbursed_on,
-            self.terms().currency(),
+            self.payments(),
+            (disbursed_on, self.terms().currency()),
         )?;
         let reallocations = changed_allocations(self.payments(), &allocations);
         let assessed = LoanEvent::LateFeesAssessed {
@@ -274,7 +321,8 @@ impl Loan {
     fn late_fees_due(&self, as_of: NaiveDate) -> Result<Vec<AssessedFee>, LoanError> {
         let currency = self.terms().currency();
         let grace_days = i64::from(self.terms().grace_days().get());
-        let unpaid = ledger::fee_blind_unpaid(self.installments(), self.payments(), as_of);
+        let unpaid =
+            ledger::fee_blind_unpaid(self.installments(), (self.payments(), self.folded()), as_of);
         let mut fees = Vec::new();
         for (installment, unpaid) in self.installments().iter().zip(unpaid) {
             let days_late = (as_of - installment.due_date).num_days();

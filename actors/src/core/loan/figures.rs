@@ -110,14 +110,9 @@ impl Loan {
         let principal_outstanding = sum(|installment| installment.principal_unpaid_minor());
         let interest_outstanding = sum(|installment| installment.interest_unpaid_minor());
         let fees_outstanding = sum(|installment| installment.fee_unpaid_minor());
-        let live = self
-            .payments()
-            .iter()
-            .filter(|payment| !payment.is_reversed());
-        let total_paid = live.clone().map(|payment| payment.amount.minor()).sum();
-        let interest_waived = live
-            .map(|payment| payment.allocation.interest_waived.minor())
-            .sum();
+        // Live allocations are the paid parts, so the history is not walked.
+        let total_paid = self.state.total_paid_minor();
+        let interest_waived = self.state.interest_waived_minor();
         LoanFigures {
             status: self.status_on(as_of),
             principal: self.terms().principal(),
@@ -165,7 +160,8 @@ impl Loan {
 
     /// [`Loan::days_past_due`] whatever the status: a `PAID` loan reopened by a reversal may be late.
     fn late_days(&self, as_of: NaiveDate) -> u32 {
-        let unpaid = ledger::fee_blind_unpaid(self.installments(), self.payments(), as_of);
+        let unpaid =
+            ledger::fee_blind_unpaid(self.installments(), (self.payments(), self.folded()), as_of);
         self.installments()
             .iter()
             .zip(unpaid)
@@ -177,7 +173,8 @@ impl Loan {
 
     /// The schedule with what was paid and each installment's status as of `as_of`.
     pub fn installment_views(&self, as_of: NaiveDate) -> Vec<InstallmentView> {
-        let unpaid = ledger::fee_blind_unpaid(self.installments(), self.payments(), as_of);
+        let unpaid =
+            ledger::fee_blind_unpaid(self.installments(), (self.payments(), self.folded()), as_of);
         let currency = self.terms().currency();
         self.installments()
             .iter()

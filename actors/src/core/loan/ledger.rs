@@ -1,12 +1,16 @@
-//! Allocation of payments to installments, replayed from scratch so that the
-//! result depends only on the installments and the set of live payments.
+//! Allocation of payments to installments, replayed so that the result
+//! depends only on the installments and the set of live payments.
 //!
 //! Replaying (rather than patching) is what makes a reversal or a back-dated
 //! payment equal to "the payments as if they had always been exactly these".
+//! A payment dated on or after every other is allocated last, so it needs no
+//! replay at all ([`allocate_last`]): the common case costs one pass over the
+//! installments, whatever the history.
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use super::folded::FoldedPayments;
 use super::records::{Allocation, AllocationLine, Installment, PaymentRecord};
 use crate::core::error::LoanError;
 use crate::core::money::{Currency, Money, round_minor};
@@ -37,14 +41,24 @@ impl Parts {
     }
 }
 
-/// Allocations of every payment, by index into the payment list; `None` for reversed ones.
+/// Allocations of every payment, by index into `payments`; `None` for reversed ones.
+///
+/// `payments` is what the kept records become (one added, or one reversed);
+/// `recorded` is what they are now, whose allocations the installments' paid
+/// parts hold on top of the folded payments'. The replay starts from the
+/// folded payments' share alone, so it is exact whenever every folded payment
+/// is allocated before every kept one and is not changed by the command
+/// (the caller checks; with nothing folded the base is zero).
 pub(super) fn replay(
     installments: &[Installment],
+    recorded: &[PaymentRecord],
     payments: &[PaymentRecord],
-    disbursed_on: NaiveDate,
-    currency: Currency,
+    (disbursed_on, currency): (NaiveDate, Currency),
 ) -> Result<Vec<Option<Allocation>>, LoanError> {
-    let mut ledger = Ledger::unpaid(installments, disbursed_on);
+    let mut ledger = Ledger::as_recorded(installments, disbursed_on);
+    for payment in recorded.iter().filter(|payment| !payment.is_reversed()) {
+        ledger.remove(&payment.allocation);
+    }
     let mut order: Vec<usize> = (0..payments.len())
         .filter(|&index| !payments[index].is_reversed())
         .collect();
@@ -57,6 +71,20 @@ pub(super) fn replay(
         allocations[index] = Some(to_allocation(&lines, installments, currency));
     }
     Ok(allocations)
+}
+
+/// The allocation of a payment dated on or after every live payment: it comes
+/// last in the replay order, so it is allocated against the paid parts as
+/// recorded and changes no other allocation.
+pub(super) fn allocate_last(
+    installments: &[Installment],
+    amount: Money,
+    paid_on: NaiveDate,
+    (disbursed_on, currency): (NaiveDate, Currency),
+) -> Result<Allocation, LoanError> {
+    let mut ledger = Ledger::as_recorded(installments, disbursed_on);
+    let lines = ledger.allocate(amount, paid_on)?;
+    Ok(to_allocation(&lines, installments, currency))
 }
 
 /// The lines a payoff on `as_of` would pay, against the installments' current paid parts.
@@ -77,14 +105,15 @@ pub(super) fn payoff_allocation(
 /// installment late (no pyramiding).
 pub(super) fn fee_blind_unpaid(
     installments: &[Installment],
-    payments: &[PaymentRecord],
+    (payments, folded): (&[PaymentRecord], &FoldedPayments),
     as_of: NaiveDate,
 ) -> Vec<i64> {
-    let mut covered: i64 = payments
-        .iter()
-        .filter(|payment| !payment.is_reversed() && payment.paid_on <= as_of)
-        .map(|payment| payment.amount.minor() + payment.allocation.interest_waived.minor())
-        .sum();
+    let mut covered: i64 = folded.covered_on(as_of)
+        + payments
+            .iter()
+            .filter(|payment| !payment.is_reversed() && payment.paid_on <= as_of)
+            .map(|payment| payment.amount.minor() + payment.allocation.interest_waived.minor())
+            .sum::<i64>();
     installments
         .iter()
         .map(|installment| {
@@ -103,14 +132,6 @@ struct Ledger<'a> {
 }
 
 impl<'a> Ledger<'a> {
-    fn unpaid(installments: &'a [Installment], disbursed_on: NaiveDate) -> Self {
-        Ledger {
-            installments,
-            paid: vec![Parts::default(); installments.len()],
-            disbursed_on,
-        }
-    }
-
     fn as_recorded(installments: &'a [Installment], disbursed_on: NaiveDate) -> Self {
         let paid = installments
             .iter()
@@ -142,6 +163,17 @@ impl<'a> Ledger<'a> {
             interest: installment.interest.minor() - paid.interest - paid.waived,
             principal: installment.principal.minor() - paid.principal,
             waived: 0,
+        }
+    }
+
+    /// Takes a recorded allocation back out of the paid parts.
+    fn remove(&mut self, allocation: &Allocation) {
+        for line in &allocation.lines {
+            let paid = &mut self.paid[usize::from(line.seq) - 1];
+            paid.fee -= line.fee.minor();
+            paid.interest -= line.interest.minor();
+            paid.principal -= line.principal.minor();
+            paid.waived -= line.interest_waived.minor();
         }
     }
 

@@ -8,6 +8,7 @@ mod apply;
 mod command;
 mod decide;
 mod figures;
+mod folded;
 mod ledger;
 mod records;
 mod snapshot;
@@ -19,6 +20,7 @@ use chrono::NaiveDate;
 
 pub use command::{LoanCommand, LoanEvent};
 pub use figures::{InstallmentStatus, InstallmentView, LoanFigures, PayoffQuote};
+pub use folded::FoldedPayments;
 pub use records::{
     Allocation, AllocationLine, AssessedFee, Installment, PaymentRecord, Reallocation,
 };
@@ -30,8 +32,9 @@ use super::terms::LoanTerms;
 
 /// Longest free text (rejection reason, payment reference) we store.
 pub const MAX_TEXT_CHARS: usize = 500;
-/// Most payments one loan records; replaying them stays cheap and a runaway client is stopped.
-pub const MAX_PAYMENTS_PER_LOAN: usize = 2_000;
+/// Most payments one loan records: a runaway client is stopped, and the rare
+/// full replay (a reversal, a back-dated payment) stays well under a second.
+pub const MAX_PAYMENTS_PER_LOAN: usize = 100_000;
 
 /// Where a loan is in its life (SPEC §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,6 +140,7 @@ impl Loan {
             rejection_reason: None,
             installments: Vec::new(),
             payments: Vec::new(),
+            folded: FoldedPayments::default(),
         };
         (
             Loan {
@@ -192,12 +196,36 @@ impl Loan {
         &self.state.installments
     }
 
-    /// Every payment ever received, reversed ones included, in arrival order.
+    /// The payments kept as records, reversed ones included, in arrival order:
+    /// every payment ever received unless older ones were folded
+    /// ([`Loan::fold_payments`]); always those the latest commands made or changed.
     pub fn payments(&self) -> &[PaymentRecord] {
         &self.state.payments
     }
 
-    /// One payment by id.
+    /// What is kept of the folded payments.
+    pub fn folded(&self) -> &FoldedPayments {
+        &self.state.folded
+    }
+
+    /// How many payments the loan has recorded, reversed and folded ones included.
+    pub fn payment_count(&self) -> usize {
+        self.state.folded.count() + self.state.payments.len()
+    }
+
+    /// Once more than twice `keep` payments are kept as records, folds the
+    /// oldest ones (those every later payment is allocated after) until about
+    /// `keep` are left, so a live loan's memory and the cost of deciding do
+    /// not grow with its history. A command that needs a folded payment's
+    /// record is refused with [`LoanError::HistoryNeeded`]: decide it again on
+    /// the loan as the store has it.
+    pub fn fold_payments(&mut self, keep: usize) {
+        if self.state.payments.len() > keep.saturating_mul(2) {
+            folded::fold_oldest(&mut self.state.payments, &mut self.state.folded, keep);
+        }
+    }
+
+    /// One payment kept as a record, by id.
     pub fn payment(&self, payment_id: PaymentId) -> Option<&PaymentRecord> {
         self.state
             .payments

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use chrono::NaiveDate;
 
+use super::folded::FoldedPayments;
 use super::ledger;
 use super::records::{Installment, PaymentRecord};
 use super::{LoanStatus, MAX_PAYMENTS_PER_LOAN};
@@ -32,8 +33,12 @@ pub struct LoanSnapshot {
     pub rejection_reason: Option<String>,
     /// The installments with fees and paid parts; empty until approved.
     pub installments: Vec<Installment>,
-    /// Every payment, reversed ones included, in arrival order.
+    /// The payments kept as records, reversed ones included, in arrival order:
+    /// every payment, unless older ones were folded.
     pub payments: Vec<PaymentRecord>,
+    /// What is kept of the payments before `payments` (a store hands back
+    /// the whole history, so nothing is folded).
+    pub folded: FoldedPayments,
 }
 
 impl LoanSnapshot {
@@ -43,12 +48,30 @@ impl LoanSnapshot {
     /// `OVERDUE` on exactly the days after this date ([`super::Loan::status_on`]);
     /// the store keeps it on the loan row so lists can filter on today's status.
     pub fn overdue_after(&self) -> Option<NaiveDate> {
-        let unpaid = ledger::fee_blind_unpaid(&self.installments, &self.payments, NaiveDate::MAX);
+        let unpaid = ledger::fee_blind_unpaid(
+            &self.installments,
+            (&self.payments, &self.folded),
+            NaiveDate::MAX,
+        );
         self.installments
             .iter()
             .zip(unpaid)
             .find(|(_, unpaid)| *unpaid > 0)
             .map(|(installment, _)| installment.due_date)
+    }
+
+    /// Everything paid by the live payments (folded ones included), in minor
+    /// units: their allocations are the installments' paid parts.
+    pub fn total_paid_minor(&self) -> i64 {
+        self.installments.iter().map(Installment::paid_minor).sum()
+    }
+
+    /// Interest forgiven by the live payments' allocations (payoffs), in minor units.
+    pub fn interest_waived_minor(&self) -> i64 {
+        self.installments
+            .iter()
+            .map(|installment| installment.interest_waived.minor())
+            .sum()
     }
 
     /// Checks every invariant a loan keeps; the first broken one is reported.
@@ -59,12 +82,13 @@ impl LoanSnapshot {
         let Some(disbursed_on) = self.disbursed_on else {
             return Ok(());
         };
-        // Allocations must be exactly what a replay of the live payments gives.
+        // Allocations must be exactly what a replay of the live payments gives
+        // (of the kept ones, on top of the folded ones' share).
         let replayed = ledger::replay(
             &self.installments,
             &self.payments,
-            disbursed_on,
-            self.terms.currency(),
+            &self.payments,
+            (disbursed_on, self.terms.currency()),
         )
         .map_err(|error| corrupt(format!("payments do not replay: {error}")))?;
         for (payment, allocation) in self.payments.iter().zip(replayed) {
@@ -169,7 +193,7 @@ impl LoanSnapshot {
     }
 
     fn check_payments(&self) -> Result<(), LoanError> {
-        if self.payments.len() > MAX_PAYMENTS_PER_LOAN {
+        if self.folded.count() + self.payments.len() > MAX_PAYMENTS_PER_LOAN {
             return Err(corrupt("too many payments".into()));
         }
         let mut ids = HashSet::new();
@@ -200,7 +224,8 @@ impl LoanSnapshot {
         Ok(())
     }
 
-    /// Paid parts must equal the sum of the live allocations, and never exceed what is owed.
+    /// Paid parts must equal the sum of the live allocations (at least the kept
+    /// ones' when some are folded), and never exceed what is owed.
     fn check_paid_parts(&self) -> Result<(), LoanError> {
         let mut sums = vec![[0_i64; 4]; self.installments.len()];
         for payment in self
@@ -233,7 +258,15 @@ impl LoanSnapshot {
                 installment.interest_waived,
             ]
             .map(Money::minor);
-            if recorded != sum
+            let consistent = if self.folded.is_empty() {
+                recorded == sum
+            } else {
+                recorded
+                    .iter()
+                    .zip(sum)
+                    .all(|(recorded, kept)| *recorded >= kept)
+            };
+            if !consistent
                 || installment.fee_unpaid_minor() < 0
                 || installment.interest_unpaid_minor() < 0
                 || installment.principal_unpaid_minor() < 0
