@@ -164,3 +164,67 @@ async fn a_folded_payment_is_reversed_and_a_payment_dated_before_it_lands_exactl
     let last = loan_json(&app, &borrower.access_token, loan).await;
     assert_eq!(last["total_paid"], "46.00");
 }
+
+async fn json_of(app: &TestApp, token: &str, path: &str) -> Value {
+    let response = app.get(path, Some(token)).await;
+    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    response.json().await.unwrap()
+}
+
+/// The schedule and payoff of a loan with no live actor come from its row and
+/// installments, without starting an actor or reading a payment, and equal
+/// what the live actor shows (issue 12 item 6).
+#[tokio::test]
+async fn a_loan_without_a_live_actor_shows_the_schedule_and_payoff_its_actor_would() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let database_url = crate::bus::shared_database(&dir).await;
+    let settings = [("DATABASE_URL", database_url.as_str())];
+    let live = spawn_app_at(at("2026-01-10"), &settings).await;
+    let borrower = live.register("shown").await;
+    let loan = crate::helpers::approved_loans(&live, &borrower, 1, "1200.00").await[0];
+    live.clock.set(at("2026-02-05"));
+    let paid = live
+        .post_json(
+            &format!("/api/v1/loans/{loan}/payments"),
+            Some(&borrower.access_token),
+            &json!({"amount": "150.00"}),
+        )
+        .await;
+    assert_eq!(paid.status(), StatusCode::CREATED);
+    // Past the second due date with it part paid: lateness is judged without payments too.
+    live.clock.set(at("2026-04-01"));
+    let other = spawn_app_at(at("2026-04-01"), &settings).await;
+
+    let token = &borrower.access_token;
+    for path in [
+        format!("/api/v1/loans/{loan}/schedule"),
+        format!("/api/v1/loans/{loan}/payoff"),
+        format!("/api/v1/loans/{loan}/payoff?as_of=2026-03-15"),
+    ] {
+        let from_actor = json_of(&live, token, &path).await;
+        let from_rows = json_of(&other, token, &path).await;
+        assert_eq!(from_rows, from_actor, "{path}");
+    }
+    let schedule = json_of(&other, token, &format!("/api/v1/loans/{loan}/schedule")).await;
+    let statuses: Vec<&str> = schedule["installments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(&statuses[..3], ["PAID", "OVERDUE", "PENDING"]);
+    assert_eq!(
+        other.tree.counts().spawned,
+        0,
+        "no actor was started to show the loan"
+    );
+    // Someone else's loan stays hidden on this path as well.
+    let stranger = other.register("stranger").await;
+    let hidden = other
+        .get(
+            &format!("/api/v1/loans/{loan}/schedule"),
+            Some(&stranger.access_token),
+        )
+        .await;
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+}

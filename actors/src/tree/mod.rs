@@ -140,11 +140,34 @@ impl LoanTree {
             .ask(loan_id, |reply| SupervisorMsg::Inspect {
                 loan_id,
                 look,
+                if_not_live: None,
                 reply,
             })
             .await?;
         Ok(*answer
             .downcast::<R>()
+            .expect("an inspection answers the type its look returns"))
+    }
+
+    /// Like [`LoanTree::inspect`] if the loan's actor is live; `Ok(None)`
+    /// without spawning one (and so without loading the loan) otherwise, for
+    /// reads that have another source.
+    pub async fn inspect_if_live<R: Send + 'static>(
+        &self,
+        loan_id: LoanId,
+        look: impl FnOnce(&Loan) -> R + Send + 'static,
+    ) -> Result<Option<R>, TreeError> {
+        let look = Look(Box::new(move |loan| Box::new(Some(look(loan)))));
+        let answer = self
+            .ask(loan_id, |reply| SupervisorMsg::Inspect {
+                loan_id,
+                look,
+                if_not_live: Some(Box::new(None::<R>)),
+                reply,
+            })
+            .await?;
+        Ok(*answer
+            .downcast::<Option<R>>()
             .expect("an inspection answers the type its look returns"))
     }
 

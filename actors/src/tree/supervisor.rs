@@ -54,6 +54,8 @@ pub(crate) enum SupervisorMsg {
         loan_id: LoanId,
         /// What to compute from it.
         look: Look,
+        /// When set, the answer if the loan has no live actor: none is spawned.
+        if_not_live: Option<Seen>,
         /// The caller.
         reply: Reply<Seen>,
     },
@@ -208,8 +210,15 @@ impl Actor for LoanSupervisor {
             SupervisorMsg::Inspect {
                 loan_id,
                 look,
+                if_not_live,
                 reply,
             } => {
+                if let Some(absent) = if_not_live
+                    && !state.live.contains_key(&loan_id)
+                {
+                    let _ = reply.send(Ok(absent));
+                    return Ok(());
+                }
                 let to_actor = |reply, depth| {
                     LoanMsg::Inspect(Inspect {
                         look,

@@ -108,6 +108,40 @@ async fn visible<R: Send + 'static>(
         .ok_or_else(|| ApiError::NotFound("loan not found".into()))
 }
 
+/// `look` of the loan `loan_id` if the caller may see it (404 otherwise):
+/// from its live actor's memory, or, when it has none, from the loan as the
+/// store shows it without its payments (no actor is started, no history read).
+async fn shown<R: Send + 'static>(
+    state: &AppState,
+    principal: Principal,
+    loan_id: LoanId,
+    look: impl Fn(&Loan) -> R + Send + Sync + 'static,
+) -> Result<R, ApiError> {
+    let (staff, caller) = (principal.is_staff(), UserId::new(principal.user_id));
+    let may_see = move |loan: &Loan| staff || loan.user_id() == caller;
+    let look = std::sync::Arc::new(look);
+    let in_memory = {
+        let look = std::sync::Arc::clone(&look);
+        state
+            .tree
+            .inspect_if_live(loan_id, move |loan| may_see(loan).then(|| look(loan)))
+            .await
+            .map_err(errors::tree_failure)?
+    };
+    let seen = match in_memory {
+        Some(seen) => seen,
+        None => {
+            let today = state.clock.today();
+            crate::store::loans::get_loan_for_showing(&state.db, loan_id, today)
+                .await
+                .map_err(ApiError::internal)?
+                .filter(|loan| may_see(loan))
+                .map(|loan| look(&loan))
+        }
+    };
+    seen.ok_or_else(|| ApiError::NotFound("loan not found".into()))
+}
+
 /// Whether the caller may see `loan_id`, from the loan row (for reads that
 /// do not go to the actor); 404 otherwise.
 async fn listed_loan(

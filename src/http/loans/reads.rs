@@ -1,13 +1,14 @@
-//! Loan reads: list, get, schedule, payoff quote. Served from the store:
-//! a loan and the lists from the loan rows' figures alone (one row each, no
-//! history), the schedule and the payoff quote from the whole loan.
+//! Loan reads: list, get, schedule, payoff quote. A loan and the lists come
+//! from the loan rows' figures alone (one row each, no history); the schedule
+//! and the payoff quote from the live actor's memory, or from the loan row
+//! and its installments when no actor is live. None reads a payment.
 
 use actors::core::{LoanId, LoanStatus, UserId};
 use salvo::prelude::*;
 use uuid::Uuid;
 
 use super::errors::rejection;
-use super::visible;
+use super::shown;
 use super::wire::{InstallmentBody, LoanBody, LoanListBody, Now, PayoffBody, ScheduleBody};
 use crate::date::WireDate;
 use crate::http::access::Principal;
@@ -111,7 +112,7 @@ pub async fn schedule(
     let state = app_state(depot)?;
     let loan_id = LoanId::new(path_id(req, "id", "loan")?);
     let today = Now::read(&state.clock).today;
-    let installments = visible(&state, Principal::of(depot)?, loan_id, move |loan| {
+    let installments = shown(&state, Principal::of(depot)?, loan_id, move |loan| {
         loan.installment_views(today)
             .into_iter()
             .map(InstallmentBody::from)
@@ -137,7 +138,7 @@ pub async fn payoff(req: &mut Request, depot: &mut Depot) -> Result<Json<PayoffB
             .map_err(ApiError::Unprocessable)?
             .get(),
     };
-    let quote = visible(&state, Principal::of(depot)?, loan_id, move |loan| {
+    let quote = shown(&state, Principal::of(depot)?, loan_id, move |loan| {
         loan.payoff_quote(as_of)
     })
     .await?

@@ -19,9 +19,9 @@ pub use queries::{
     list_loans, list_payments, loan_access, loan_owner, loan_paid_by_reference,
 };
 
-use actors::core::{Loan, LoanId, UserId};
+use actors::core::{FoldedPayments, Loan, LoanId, UserId};
 use actors::store::{BoxFuture, LoanCommit, LoanStore, LoanStoreError, StoredLoan};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -104,9 +104,10 @@ impl LoanView {
 /// The rows of one loan, read in one database snapshot.
 type LoanParts = (LoanRow, Vec<InstallmentRow>, Vec<PaymentRow>);
 
-/// Reads the loan row, its installments (in `seq` order) and payments (in arrival order).
+/// Reads the loan row, its installments (in `seq` order) and, when
+/// `$with_payments`, its payments (in arrival order).
 macro_rules! read_loan_parts {
-    ($conn:expr, $id:expr) => {
+    ($conn:expr, $id:expr, $with_payments:expr) => {
         async {
             let loan: Option<LoanRow> = sqlx::query_as(AssertSqlSafe(format!(
                 "select {LOAN_COLUMNS} from loans where id = $1"
@@ -123,13 +124,17 @@ macro_rules! read_loan_parts {
             .bind($id)
             .fetch_all(&mut *$conn)
             .await?;
-            let payments: Vec<PaymentRow> = sqlx::query_as(AssertSqlSafe(format!(
-                "select {PAYMENT_COLUMNS} from payments p \
-                 join loans l on l.id = p.loan_id where p.loan_id = $1 order by p.arrival_seq"
-            )))
-            .bind($id)
-            .fetch_all(&mut *$conn)
-            .await?;
+            let payments: Vec<PaymentRow> = if $with_payments {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "select {PAYMENT_COLUMNS} from payments p \
+                     join loans l on l.id = p.loan_id where p.loan_id = $1 order by p.arrival_seq"
+                )))
+                .bind($id)
+                .fetch_all(&mut *$conn)
+                .await?
+            } else {
+                Vec::new()
+            };
             Ok(Some((loan, installments, payments)))
         }
         .await
@@ -139,11 +144,15 @@ macro_rules! read_loan_parts {
 /// Reads one loan's rows inside a read-only transaction: PostgreSQL at
 /// `repeatable read`, SQLite in a WAL read transaction, so a concurrent
 /// commit is seen entirely or not at all.
-async fn read_parts(db: &Db, id: Uuid) -> Result<Option<LoanParts>, StoreError> {
+async fn read_parts(
+    db: &Db,
+    id: Uuid,
+    with_payments: bool,
+) -> Result<Option<LoanParts>, StoreError> {
     let parts = match db {
         Db::Sqlite(sqlite) => {
             let mut tx = sqlite.reader.begin().await?;
-            let parts = read_loan_parts!(tx, id)?;
+            let parts = read_loan_parts!(tx, id, with_payments)?;
             tx.commit().await?;
             parts
         }
@@ -153,7 +162,7 @@ async fn read_parts(db: &Db, id: Uuid) -> Result<Option<LoanParts>, StoreError> 
                 Some("begin isolation level repeatable read read only"),
             )
             .await?;
-            let parts = read_loan_parts!(tx, id)?;
+            let parts = read_loan_parts!(tx, id, with_payments)?;
             tx.commit().await?;
             parts
         }
@@ -164,7 +173,7 @@ async fn read_parts(db: &Db, id: Uuid) -> Result<Option<LoanParts>, StoreError> 
 /// One loan with everything the edge shows; `None` if there is no such loan.
 /// Stored data that breaks a loan invariant is [`StoreError::Corrupt`].
 pub async fn get_loan(db: &Db, loan_id: LoanId) -> Result<Option<LoanView>, StoreError> {
-    let Some((row, installments, payments)) = read_parts(db, loan_id.as_uuid()).await? else {
+    let Some((row, installments, payments)) = read_parts(db, loan_id.as_uuid(), true).await? else {
         return Ok(None);
     };
     let version = u64::try_from(row.version)
@@ -179,4 +188,25 @@ pub async fn get_loan(db: &Db, loan_id: LoanId) -> Result<Option<LoanView>, Stor
         created_at,
         updated_at,
     }))
+}
+
+/// One loan without its payments, for showing its schedule or payoff when
+/// its actor is not live: the loan row and its installments, whose paid parts
+/// already hold every live payment's allocation. Payments are never dated
+/// after `today`, so the schedule as of `today` and the payoff quote on any
+/// date are exact; deciding needs [`get_loan`].
+pub async fn get_loan_for_showing(
+    db: &Db,
+    loan_id: LoanId,
+    today: NaiveDate,
+) -> Result<Option<Loan>, StoreError> {
+    let Some((row, installments, _)) = read_parts(db, loan_id.as_uuid(), false).await? else {
+        return Ok(None);
+    };
+    let mut snapshot = row.into_snapshot(installments, Vec::new())?;
+    let covered = snapshot.total_paid_minor() + snapshot.interest_waived_minor();
+    snapshot.folded = FoldedPayments::unlisted(today, covered);
+    Loan::restore(snapshot)
+        .map(Some)
+        .map_err(|error| StoreError::Corrupt(format!("loan {loan_id}: {error}")))
 }

@@ -37,6 +37,21 @@ pub struct FoldedPayments {
 }
 
 impl FoldedPayments {
+    /// Payments not read at all, for a loan shown without its history (the
+    /// schedule or payoff of a loan whose actor is not live): only their
+    /// coverage, `covered` minor units of amount plus waived interest, all
+    /// dated on or before `through` (so lateness is exact on and after it),
+    /// and whether there were any (`count` is 1 or 0, not their number). A
+    /// loan built on it is for showing; deciding on it would need the history.
+    pub fn unlisted(through: NaiveDate, covered: i64) -> FoldedPayments {
+        let mut folded = FoldedPayments::default();
+        if covered > 0 {
+            folded.count = 1;
+            folded.covered_by_date.insert(through, covered);
+        }
+        folded
+    }
+
     /// True when nothing was folded: the records are the whole history.
     pub fn is_empty(&self) -> bool {
         self.count == 0
