@@ -63,6 +63,10 @@ pub enum TreeError {
     /// remaining ones were stopped and their queued callers got `ActorFailed`.
     #[error("the actors did not finish their queues within {0:?}")]
     DrainTimeout(Duration),
+    /// Another instance owns the loan (or none does, while it moves): the
+    /// caller forwards the call to the owner, or answers 503.
+    #[error("loan {0} is owned by another instance")]
+    NotOwner(LoanId),
     /// The tree is stopping or stopped.
     #[error("the actor tree is shutting down")]
     ShuttingDown,

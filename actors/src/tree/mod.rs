@@ -17,6 +17,7 @@ mod budget;
 pub mod config;
 mod error;
 mod loan_actor;
+pub mod ownership;
 mod plan;
 mod registry;
 mod root;
@@ -40,6 +41,8 @@ use crate::store::LoanStore;
 
 pub use config::TreeConfig;
 pub use error::TreeError;
+use ownership::OwnershipSlot;
+pub use ownership::{LoanOwnership, OwnsAll};
 pub use types::{
     Applied, BlockedLoan, CommandOutcome, LiveActor, LoanRequest, RenderReply, ReplyPlan,
     TreeCounts, TreeSnapshot,
@@ -71,6 +74,10 @@ struct Inner {
     /// tree (an application's state does), so a strong reference here would
     /// be a cycle that keeps a dropped application, and its pools, alive.
     book: Weak<Mutex<ServiceBook>>,
+    /// Which loans this instance owns.
+    ownership: OwnershipSlot,
+    /// The loans' store: a loan owned elsewhere is created without an actor.
+    store: Arc<dyn LoanStore>,
 }
 
 impl LoanTree {
@@ -82,9 +89,11 @@ impl LoanTree {
         let counters = Arc::new(Counters::default());
         let slot: SupervisorSlot = Arc::new(RwLock::new(None));
         let book = SharedBook::default();
+        let ownership = OwnershipSlot::default();
         let args = RootArgs {
             config: config.clone(),
-            store,
+            store: Arc::clone(&store),
+            ownership: ownership.clone(),
             counters: Arc::clone(&counters),
             slot: Arc::clone(&slot),
             book: Arc::clone(&book),
@@ -99,6 +108,8 @@ impl LoanTree {
                 slot,
                 counters,
                 book: Arc::downgrade(&book),
+                ownership,
+                store,
             }),
         })
     }
@@ -174,6 +185,10 @@ impl LoanTree {
     /// Stores a new loan (fresh from [`Loan::apply_for`], version 1) and starts its
     /// actor. `Err(TreeError::AlreadyExists)` if the id is taken; a loan that is not
     /// `PENDING` is refused with `Ok(Err(LoanError::InvalidTransition))`.
+    ///
+    /// A loan another instance owns is stored without an actor: creating it
+    /// reads nothing, so only the store's "no such row yet" check is needed,
+    /// and its owner loads it on its first command.
     pub async fn create(
         &self,
         loan: Loan,
@@ -181,6 +196,9 @@ impl LoanTree {
         actor_id: Option<UserId>,
     ) -> Result<CommandOutcome, TreeError> {
         let loan_id = loan.loan_id();
+        if !self.inner.ownership.owns(loan_id) {
+            return self.create_unowned(loan, now, actor_id).await;
+        }
         self.ask(loan_id, |reply| SupervisorMsg::Create {
             loan,
             now,
@@ -188,6 +206,62 @@ impl LoanTree {
             reply,
         })
         .await
+    }
+
+    async fn create_unowned(
+        &self,
+        loan: Loan,
+        now: DateTime<Utc>,
+        actor_id: Option<UserId>,
+    ) -> Result<CommandOutcome, TreeError> {
+        let loan_id = loan.loan_id();
+        let (commit, record) = match turn::creation(&loan, now, actor_id) {
+            Ok(creation) => creation,
+            Err(rejection) => return Ok(Err(rejection)),
+        };
+        let limit = self.inner.config.store_timeout;
+        let committed = tokio::time::timeout(limit, self.inner.store.commit(commit))
+            .await
+            .map_err(|_| TreeError::Store(format!("store call took longer than {limit:?}")))?;
+        match committed {
+            Ok(version) => {
+                self.inner.counters.committed(1);
+                Ok(Ok(Applied {
+                    events: vec![record],
+                    loan: Arc::new(loan),
+                    version,
+                    reply_kept: false,
+                }))
+            }
+            Err(error) => Err(turn::creation_failure(loan_id, &error)),
+        }
+    }
+
+    /// Sets which loans this instance owns (every loan until called). Loans
+    /// it stops owning keep their actors until [`LoanTree::passivate_unowned`].
+    pub fn set_ownership(&self, ownership: Arc<dyn LoanOwnership>) {
+        self.inner.ownership.set(ownership);
+    }
+
+    /// True when this instance owns `loan_id` (runs, or may run, its actor).
+    pub fn owns(&self, loan_id: LoanId) -> bool {
+        self.inner.ownership.owns(loan_id)
+    }
+
+    /// Passivates the actors of loans this instance no longer owns, each after
+    /// the commands already queued, and returns once none of them runs: after
+    /// this, another instance may take those loans. Bounded by the shutdown timeout.
+    pub async fn passivate_unowned(&self) -> Result<(), TreeError> {
+        let supervisor = self.supervisor()?;
+        let (reply, answer) = oneshot::channel();
+        supervisor
+            .cast(SupervisorMsg::PassivateUnowned(reply))
+            .map_err(|_| TreeError::ShuttingDown)?;
+        let limit = self.inner.config.shutdown_timeout;
+        tokio::time::timeout(limit, answer)
+            .await
+            .map_err(|_| TreeError::DrainTimeout(limit))?
+            .map_err(|_| TreeError::ShuttingDown)
     }
 
     /// The supervision state: live actors, queue depths, blocked loans, counters.

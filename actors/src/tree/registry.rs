@@ -56,6 +56,9 @@ impl SupervisorState {
                 retry_after,
             });
         }
+        if !self.ownership.owns(loan_id) {
+            return Err(TreeError::NotOwner(loan_id));
+        }
         if !self.live.contains_key(&loan_id) {
             self.spawn(myself, loan_id).await?;
         }
@@ -144,7 +147,7 @@ impl SupervisorState {
         loan_id: LoanId,
         why: &str,
     ) {
-        if self.shutdown_waiters.is_some() {
+        if self.shutdown_waiters.is_some() || !self.ownership.owns(loan_id) {
             return;
         }
         let history = self.restarts.entry(loan_id).or_default();
@@ -207,6 +210,40 @@ impl SupervisorState {
         let window = self.config.restart_window;
         self.restarts
             .retain(|_, history| !history.is_spent(now, window));
+    }
+
+    /// Passivates the actors of loans no longer owned (each finishes its queue
+    /// first); `reply` is answered once none of them runs.
+    pub(crate) fn passivate_unowned(&mut self, reply: oneshot::Sender<()>) {
+        let unowned: Vec<LoanId> = self
+            .live
+            .keys()
+            .filter(|loan_id| !self.ownership.owns(**loan_id))
+            .copied()
+            .collect();
+        for loan_id in unowned {
+            if let Some(entry) = self.live.remove(&loan_id) {
+                let _ = entry.actor.cast(LoanMsg::Passivate);
+                bump(&self.counters.passivated);
+            }
+        }
+        self.handoff_waiters.push(reply);
+        self.finish_handoff_if_done();
+    }
+
+    /// Answers the handoff waiters once no child runs an unowned loan.
+    pub(crate) fn finish_handoff_if_done(&mut self) {
+        if self.handoff_waiters.is_empty()
+            || self
+                .children
+                .values()
+                .any(|loan_id| !self.ownership.owns(*loan_id))
+        {
+            return;
+        }
+        for waiter in self.handoff_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
     }
 
     pub(crate) fn begin_shutdown(&mut self, reply: oneshot::Sender<()>) {

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::store::LoanStore;
 
 use super::config::{MAX_SUPERVISOR_RESTARTS, TreeConfig};
+use super::ownership::OwnershipSlot;
 use super::service::{RestartBudget, Service, ServiceError, ServiceState};
 use super::service_actor::{ServiceAfterFailure, ServiceEntry, SharedBook, lock, spawn_service};
 use super::supervisor::{LoanSupervisor, SupervisorArgs, SupervisorMsg};
@@ -60,6 +61,8 @@ pub(crate) struct RootArgs {
     pub(crate) slot: SupervisorSlot,
     /// The services' books.
     pub(crate) book: SharedBook,
+    /// Which loans this instance owns.
+    pub(crate) ownership: OwnershipSlot,
 }
 
 /// The root's children.
@@ -89,6 +92,7 @@ async fn spawn_loan_supervisor(
         config: args.config.clone(),
         store: Arc::clone(&args.store),
         counters: Arc::clone(&args.counters),
+        ownership: args.ownership.clone(),
     };
     let (loans, _join) = Actor::spawn_linked(None, LoanSupervisor, supervisor_args, root).await?;
     *args

@@ -22,6 +22,7 @@ use crate::store::LoanStore;
 use super::budget::RestartHistory;
 use super::config::TreeConfig;
 use super::loan_actor::{Inspect, LoanMsg, Look, NewLoan, Queued, Reply, Seen};
+use super::ownership::OwnershipSlot;
 use super::snapshot::snapshot_of;
 use super::types::{CommandOutcome, Counters, LoanRequest, TreeSnapshot, bump};
 
@@ -70,6 +71,9 @@ pub(crate) enum SupervisorMsg {
     Sweep,
     /// Describe the tree.
     Snapshot(oneshot::Sender<TreeSnapshot>),
+    /// Passivate the actors of loans this instance no longer owns; answer
+    /// once none of them is running.
+    PassivateUnowned(oneshot::Sender<()>),
     /// Passivate every actor, answer when all have stopped, refuse new calls.
     Shutdown(oneshot::Sender<()>),
     /// Test hook: make the loan's actor panic.
@@ -100,6 +104,8 @@ pub(crate) struct SupervisorArgs {
     pub(crate) store: Arc<dyn LoanStore>,
     /// The tree's counters.
     pub(crate) counters: Arc<Counters>,
+    /// Which loans this instance owns.
+    pub(crate) ownership: OwnershipSlot,
 }
 
 /// The loan supervisor's state.
@@ -110,12 +116,16 @@ pub(crate) struct SupervisorState {
     pub(crate) store: Arc<dyn LoanStore>,
     /// The tree's counters.
     pub(crate) counters: Arc<Counters>,
+    /// Which loans this instance owns: no actor is spawned for another.
+    pub(crate) ownership: OwnershipSlot,
     /// Routable actors by loan (at most `config.max_live_actors`).
     pub(crate) live: HashMap<LoanId, LiveEntry>,
     /// Every child not yet terminated, routable or stopping, by actor id.
     pub(crate) children: HashMap<ActorId, LoanId>,
     /// Recent failures per loan; entries are dropped once their window has passed.
     pub(crate) restarts: HashMap<LoanId, RestartHistory>,
+    /// Who waits for the actors of unowned loans to stop.
+    pub(crate) handoff_waiters: Vec<oneshot::Sender<()>>,
     /// Set by `Shutdown`: who waits for the last child to stop.
     pub(crate) shutdown_waiters: Option<Vec<oneshot::Sender<()>>>,
     /// The sweep timer, stopped with the supervisor.
@@ -139,6 +149,8 @@ impl Actor for LoanSupervisor {
             config: args.config,
             store: args.store,
             counters: args.counters,
+            ownership: args.ownership,
+            handoff_waiters: Vec::new(),
             live: HashMap::new(),
             children: HashMap::new(),
             restarts: HashMap::new(),
@@ -214,7 +226,7 @@ impl Actor for LoanSupervisor {
                 reply,
             } => {
                 if let Some(absent) = if_not_live
-                    && !state.live.contains_key(&loan_id)
+                    && !(state.live.contains_key(&loan_id) && state.ownership.owns(loan_id))
                 {
                     let _ = reply.send(Ok(absent));
                     return Ok(());
@@ -234,6 +246,7 @@ impl Actor for LoanSupervisor {
                 let _ = reply.send(snapshot_of(state, Instant::now()));
             }
             SupervisorMsg::Shutdown(reply) => state.begin_shutdown(reply),
+            SupervisorMsg::PassivateUnowned(reply) => state.passivate_unowned(reply),
             #[cfg(any(test, feature = "test-hooks"))]
             SupervisorMsg::InjectPanic { loan_id, reply } => {
                 let to_actor = |reply, _depth| LoanMsg::Panic(reply);
@@ -263,6 +276,7 @@ impl Actor for LoanSupervisor {
             SupervisionEvent::ActorStarted(_) | SupervisionEvent::ProcessGroupChanged(_) => {}
         }
         state.finish_shutdown_if_done();
+        state.finish_handoff_if_done();
         Ok(())
     }
 }

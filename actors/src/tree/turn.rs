@@ -8,7 +8,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::{Loan, LoanError, LoanEvent, LoanStatus};
+use chrono::{DateTime, Utc};
+
+use crate::core::{Loan, LoanError, LoanEvent, LoanId, LoanStatus, UserId};
 use crate::store::{
     EventRecord, InstallmentWrites, LoanCommit, LoanStoreError, ReplyRecord, StoredLoan,
 };
@@ -155,31 +157,12 @@ pub(crate) async fn create(state: &mut LoanActorState, new_loan: NewLoan) {
         ..
     } = new_loan;
     assert_eq!(loan.loan_id(), state.loan_id, "routed to the wrong actor");
-    if loan.status() != LoanStatus::Pending || !loan.payments().is_empty() {
-        let rejection = LoanError::InvalidTransition {
-            action: "create",
-            status: loan.status(),
-        };
-        let _ = reply.send(Ok(Err(rejection)));
-        return;
-    }
-    let record = EventRecord {
-        event_id: event_id(now),
-        occurred_at: now,
-        actor_id,
-        event: LoanEvent::Applied {
-            terms: loan.terms().clone(),
-            applied_on: loan.applied_on(),
-        },
-    };
-    let commit = LoanCommit {
-        loan_id: state.loan_id,
-        expected_version: None,
-        commands: 1,
-        snapshot: loan.snapshot(),
-        installments: InstallmentWrites::All,
-        events: vec![record.clone()],
-        replies: Vec::new(),
+    let (commit, record) = match creation(&loan, now, actor_id) {
+        Ok(creation) => creation,
+        Err(rejection) => {
+            let _ = reply.send(Ok(Err(rejection)));
+            return;
+        }
     };
     let answer = match commit_in_time(state, commit).await {
         Ok(version) => {
@@ -195,12 +178,53 @@ pub(crate) async fn create(state: &mut LoanActorState, new_loan: NewLoan) {
                 reply_kept: false,
             }))
         }
-        Err(LoanStoreError::VersionConflict { .. } | LoanStoreError::Duplicate { .. }) => {
-            Err(TreeError::AlreadyExists(state.loan_id))
-        }
-        Err(error) => Err(TreeError::from_store(state.loan_id, &error)),
+        Err(error) => Err(creation_failure(state.loan_id, &error)),
     };
     let _ = reply.send(answer);
+}
+
+/// The commit that stores a new loan (one that expects no row) and its
+/// `Applied` event; only a fresh `PENDING` loan without payments is created.
+pub(crate) fn creation(
+    loan: &Loan,
+    now: DateTime<Utc>,
+    actor_id: Option<UserId>,
+) -> Result<(LoanCommit, EventRecord), LoanError> {
+    if loan.status() != LoanStatus::Pending || loan.payment_count() > 0 {
+        return Err(LoanError::InvalidTransition {
+            action: "create",
+            status: loan.status(),
+        });
+    }
+    let record = EventRecord {
+        event_id: event_id(now),
+        occurred_at: now,
+        actor_id,
+        event: LoanEvent::Applied {
+            terms: loan.terms().clone(),
+            applied_on: loan.applied_on(),
+        },
+    };
+    let commit = LoanCommit {
+        loan_id: loan.loan_id(),
+        expected_version: None,
+        commands: 1,
+        snapshot: loan.snapshot(),
+        installments: InstallmentWrites::All,
+        events: vec![record.clone()],
+        replies: Vec::new(),
+    };
+    Ok((commit, record))
+}
+
+/// What a failed creation commit means for the caller.
+pub(crate) fn creation_failure(loan_id: LoanId, error: &LoanStoreError) -> TreeError {
+    match error {
+        LoanStoreError::VersionConflict { .. } | LoanStoreError::Duplicate { .. } => {
+            TreeError::AlreadyExists(loan_id)
+        }
+        error => TreeError::from_store(loan_id, error),
+    }
 }
 
 /// Answers an inspection from the loan in memory (loading it first if needed):

@@ -3,6 +3,7 @@
 
 mod batching;
 mod lifecycle;
+mod ownership;
 mod services;
 mod supervision;
 mod support;
