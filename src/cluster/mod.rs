@@ -22,14 +22,20 @@
 
 mod assignment;
 mod instance;
+mod kv;
+mod manager;
+mod ownership;
 mod partition;
 mod timings;
 mod view;
 
+use actors::store::BoxFuture;
 use thiserror::Error;
 
 pub use assignment::{Assignment, MAX_INSTANCES};
 pub use instance::{InstanceId, InstanceInfo, MAX_INSTANCE_ID_LEN};
+pub use manager::{ClusterConfig, LeaseManager};
+pub use ownership::{LeaseCounts, Ownership};
 pub use partition::{PARTITION_COUNT, Partition, partition_of};
 pub use timings::LeaseTimings;
 
@@ -53,7 +59,51 @@ pub enum ClusterError {
         /// What the server or client said.
         cause: String,
     },
+    /// A KV request failed or timed out.
+    #[error("lease bucket request on {key}: {cause}")]
+    Request {
+        /// The key.
+        key: String,
+        /// What went wrong.
+        cause: String,
+    },
     /// The graceful stop did not finish in time (the leases then lapse).
     #[error("releasing the partitions did not finish within {0:?}")]
     ShutdownTimedOut(std::time::Duration),
+}
+
+/// What the rest of the service is told about partitions changing hands: the
+/// seam through which the loan tree passivates the actors of a partition.
+pub trait PartitionListener: Send + Sync + 'static {
+    /// Before `partitions` are given up (to a joining instance, or at a
+    /// graceful stop). They are still owned and renewed while the future
+    /// runs; the release is written once it completes, or after the handoff
+    /// timeout. Their actors should be passivated here.
+    fn releasing<'a>(&'a self, partitions: &'a [Partition]) -> BoxFuture<'a, ()>;
+
+    /// After `partitions` were lost (a renewal found another revision, or no
+    /// renewal succeeded before the deadline). They already stopped counting
+    /// as owned at that deadline, before anyone else could take them; this
+    /// only says so after the fact.
+    fn lost<'a>(&'a self, partitions: &'a [Partition]) -> BoxFuture<'a, ()>;
+
+    /// After `partitions` were acquired.
+    fn acquired<'a>(&'a self, partitions: &'a [Partition]) -> BoxFuture<'a, ()> {
+        let _ = partitions;
+        Box::pin(async {})
+    }
+}
+
+/// A listener that does nothing (an instance with nothing to passivate).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoListener;
+
+impl PartitionListener for NoListener {
+    fn releasing<'a>(&'a self, _partitions: &'a [Partition]) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
+    fn lost<'a>(&'a self, _partitions: &'a [Partition]) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
