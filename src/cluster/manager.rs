@@ -26,6 +26,12 @@ use crate::bus::Namespace;
 
 /// Most KV writes in flight at once from one round.
 const MAX_WRITES_IN_FLIGHT: usize = 64;
+/// One balancing round's work: leases to give back, free partitions to take.
+struct Plan {
+    release: Vec<Partition>,
+    take: Vec<(Partition, Free)>,
+}
+
 /// The service's name in the tree.
 const SERVICE_NAME: &str = "partition-leases";
 
@@ -254,7 +260,7 @@ impl LeaseManager {
             self.bounded_listener("lost", shared.listener.lost(&unreported))
                 .await;
         }
-        let Some((release, take)) = self.plan() else {
+        let Some(Plan { release, take }) = self.plan() else {
             return;
         };
         if !release.is_empty() {
@@ -267,7 +273,7 @@ impl LeaseManager {
 
     /// What to release and what to take, from the view; `None` until the
     /// view has read the bucket through.
-    fn plan(&self) -> Option<(Vec<Partition>, Vec<(Partition, Free)>)> {
+    fn plan(&self) -> Option<Plan> {
         let shared = &self.shared;
         let now = Instant::now();
         let view = shared.view();
@@ -289,13 +295,14 @@ impl LeaseManager {
             let mine = assignment.owner_of(partition) == me;
             if owned && !mine {
                 release.push(partition);
-            } else if !owned && mine {
-                if let Some(free) = view.free(partition, now) {
-                    take.push((partition, free));
-                }
+            } else if !owned
+                && mine
+                && let Some(free) = view.free(partition, now)
+            {
+                take.push((partition, free));
             }
         }
-        Some((release, take))
+        Some(Plan { release, take })
     }
 
     /// The assignment for `live`, reusing the last one if the set is the same.
@@ -307,10 +314,10 @@ impl LeaseManager {
             .intended
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(current) = intended.as_ref() {
-            if current.instances() == live.as_slice() {
-                return Some(Arc::clone(current));
-            }
+        if let Some(current) = intended.as_ref()
+            && current.instances() == live.as_slice()
+        {
+            return Some(Arc::clone(current));
         }
         let assignment = Arc::new(Assignment::compute(&live)?);
         tracing::info!(instances = live.len(), "partition assignment recomputed");
