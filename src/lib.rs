@@ -11,6 +11,7 @@ pub mod background;
 pub mod bus;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod date;
 pub mod events;
 pub mod healthcheck;

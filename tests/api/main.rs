@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod bus;
 mod cli;
+mod cluster;
 mod contract;
 mod edge;
 mod email_delivery;
