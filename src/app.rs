@@ -1,5 +1,6 @@
 //! Building and running the whole service: used by `main` and by the tests.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,10 +14,13 @@ use crate::audit::consumer::AuditConsumer;
 use crate::auth::tokens::TokenKeys;
 use crate::background::Periodic;
 use crate::bus::BusConnection;
+use crate::bus::Namespace;
 use crate::bus::consumer::{BatchHandler, ConsumerService, OneAtATime};
 use crate::bus::metered::Metered;
 use crate::bus::relay::RelayService;
 use crate::clock::Clock;
+use crate::cluster::forward::ForwardHandler;
+use crate::cluster::{ClusterConfig, ClusterNode, InstanceId, LeaseTimings};
 use crate::http::rate_limit::{EVICTION_INTERVAL, RateLimits};
 use crate::http::{self, state::AppState};
 use crate::inbound::{InboundPaymentHandler, InboundPayments};
@@ -78,6 +82,7 @@ impl Application {
             metrics.clone(),
             settings.jobs.batch_parallelism,
         );
+        let cluster = join_cluster(&settings, &bus, &tree, &metrics).await?;
         let state = Arc::new(AppState {
             tokens: TokenKeys::new(&secret, settings.access_token_ttl),
             rate_limits: RateLimits::new(
@@ -92,6 +97,7 @@ impl Application {
             clock,
             metrics,
             jobs,
+            cluster,
             db,
             bus,
             settings,
@@ -138,6 +144,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let handle: ServerHandle = self.server.handle();
         start_services(&self.state).await?;
+        start_cluster(&self.state).await?;
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
@@ -148,7 +155,13 @@ impl Application {
             .try_serve(self.service)
             .await
             .context("HTTP server failed")?;
-        tracing::info!("HTTP stopped; stopping the scheduler");
+        tracing::info!("HTTP stopped; handing the partitions over");
+        if let Some(cluster) = &self.state.cluster
+            && let Err(error) = cluster.leave().await
+        {
+            tracing::warn!(%error, "handing the partitions over; their leases lapse instead");
+        }
+        tracing::info!("stopping the scheduler");
         // Before the actors: a run in progress still needs them for its current page.
         self.state.jobs.interrupt();
         if let Err(error) = self.state.tree.stop_service(SCHEDULER_SERVICE).await {
@@ -166,6 +179,64 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Joins the cluster when `CLUSTER_INSTANCE_ID` is set: from here on the
+/// tree runs only the loans of the partitions this instance holds.
+async fn join_cluster(
+    settings: &Settings,
+    bus: &BusConnection,
+    tree: &LoanTree,
+    metrics: &crate::metrics::Metrics,
+) -> anyhow::Result<Option<ClusterNode>> {
+    let Some(id) = settings.cluster_instance_id.as_deref() else {
+        return Ok(None);
+    };
+    let BusConnection::Nats(nats) = bus else {
+        anyhow::bail!("CLUSTER_INSTANCE_ID needs NATS_URL: instances lease loans over NATS");
+    };
+    let id = match id {
+        "auto" => InstanceId::generate(),
+        id => InstanceId::parse(id).context("CLUSTER_INSTANCE_ID")?,
+    };
+    let namespace = Namespace::new(settings.nats_namespace.as_deref());
+    let config = ClusterConfig::new(id, &namespace, LeaseTimings::default());
+    let node = ClusterNode::join(
+        nats.client().clone(),
+        &namespace,
+        config,
+        tree.clone(),
+        metrics.clone(),
+    )
+    .await
+    .context("joining the cluster (CLUSTER_INSTANCE_ID)")?;
+    Ok(Some(node))
+}
+
+/// Answers forwarded commands with this instance's routes and starts the
+/// partition leases under the tree's supervision.
+async fn start_cluster(state: &Arc<AppState>) -> anyhow::Result<()> {
+    let (Some(cluster), BusConnection::Nats(nats)) = (&state.cluster, &state.bus) else {
+        return Ok(());
+    };
+    let mut handlers: HashMap<&'static str, Arc<dyn ForwardHandler>> = HashMap::new();
+    handlers.insert(
+        http::forward::HTTP_KIND,
+        Arc::new(http::forward::ServeForwarded::new(http::service(
+            state.clone(),
+        ))),
+    );
+    cluster.serve_with(
+        nats.client().clone(),
+        Namespace::new(state.settings.nats_namespace.as_deref()),
+        handlers,
+    );
+    state
+        .tree
+        .supervise(Arc::new(cluster.lease_service()), RestartBudget::default())
+        .await
+        .context("starting the partition leases")?;
+    Ok(())
 }
 
 /// Durable name of the notification consumer (`nats/consumers/notifications.json`).

@@ -13,6 +13,10 @@
 //!   lease deadlines and the counters.
 //! - `manager.rs`: [`LeaseManager`], the loops that heartbeat, renew, take
 //!   and release, and the graceful stop.
+//! - `forward.rs`: commands forwarded to a partition's owner over NATS
+//!   request-reply, and the owner's per-partition subscriptions.
+//! - `node.rs`: [`ClusterNode`], the glue: the ownership the loan tree asks,
+//!   the handover order (stop answering, refuse, passivate, release).
 //!
 //! What must never happen: two instances treating one partition as theirs at
 //! the same time. Writes are conditional (create only if absent, renew and
@@ -21,9 +25,11 @@
 //! drop its value, measured from when it *sent* its last successful write.
 
 mod assignment;
+pub mod forward;
 mod instance;
 mod kv;
 mod manager;
+mod node;
 mod ownership;
 mod partition;
 mod timings;
@@ -35,6 +41,7 @@ use thiserror::Error;
 pub use assignment::{Assignment, MAX_INSTANCES};
 pub use instance::{InstanceId, InstanceInfo, MAX_INSTANCE_ID_LEN};
 pub use manager::{ClusterConfig, LeaseManager};
+pub use node::{ClusterNode, OwnedLoans};
 pub use ownership::{LeaseCounts, Ownership};
 pub use partition::{PARTITION_COUNT, Partition, partition_of};
 pub use timings::LeaseTimings;

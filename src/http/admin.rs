@@ -37,6 +37,37 @@ struct ActorTreeBody {
     /// background loops (e-mail sweep, housekeeping, outbox retention,
     /// session changes, metrics upkeep, the `ops.metrics` summary on NATS).
     services: Vec<ServiceBody>,
+    /// This instance's part in a cluster (`CLUSTER_INSTANCE_ID`); null for a
+    /// single instance, which owns every loan.
+    cluster: Option<ClusterBody>,
+}
+
+/// Which instance this is and which loan partitions it owns.
+#[derive(Debug, Serialize, ToSchema)]
+struct ClusterBody {
+    /// This instance's id.
+    instance: String,
+    /// The partitions (0-255, of the loan ids) it holds now; it runs the
+    /// actors of their loans and answers commands forwarded for them.
+    owned_partitions: Vec<u16>,
+    /// Instances it sees alive, itself included.
+    live_instances: Vec<String>,
+}
+
+fn cluster_body(ownership: &crate::cluster::Ownership) -> ClusterBody {
+    ClusterBody {
+        instance: ownership.instance().instance.as_str().to_owned(),
+        owned_partitions: ownership
+            .owned()
+            .into_iter()
+            .map(crate::cluster::Partition::number)
+            .collect(),
+        live_instances: ownership
+            .live_instances()
+            .into_iter()
+            .map(|info| info.instance.as_str().to_owned())
+            .collect(),
+    }
 }
 
 /// One long-lived service supervised by the root.
@@ -231,6 +262,7 @@ fn tree_body(
         supervisor: "root",
         children: vec![loans],
         services: supervision.services.into_iter().map(Into::into).collect(),
+        cluster: None,
     }
 }
 
@@ -252,10 +284,10 @@ async fn actor_tree(depot: &mut Depot) -> Result<Json<ActorTreeBody>, ApiError> 
         .map_err(|error| ApiError::Unavailable(format!("actor tree: {error}")))?;
     let supervision = state.tree.supervision().await;
     // Wall-clock time: idle times are measured by the runtime, not the business clock.
-    Ok(Json(tree_body(
-        snapshot,
-        supervision,
-        state.tree.config(),
-        Utc::now(),
-    )))
+    let mut body = tree_body(snapshot, supervision, state.tree.config(), Utc::now());
+    body.cluster = state
+        .cluster
+        .as_ref()
+        .map(|cluster| cluster_body(cluster.ownership()));
+    Ok(Json(body))
 }

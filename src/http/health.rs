@@ -35,6 +35,14 @@ pub async fn ready(
     for service in state.tree.failed_services() {
         failing.push(format!("service {service} failed past its restart budget"));
     }
+    if let Some(cluster) = &state.cluster {
+        let ownership = cluster.ownership();
+        if !ownership.knows_owners() {
+            failing.push("cluster: the partition owners are not known yet".into());
+        } else if !ownership.has_share() {
+            failing.push("cluster: this instance does not hold its share of partitions yet".into());
+        }
+    }
     if failing.is_empty() {
         res.render(Json(json!({
             "status": "ready",

@@ -47,6 +47,9 @@ impl Handler for RecordHttp {
 pub async fn metrics(depot: &mut Depot, res: &mut Response) -> Result<(), ApiError> {
     let state = app_state(depot)?;
     crate::ops::scrape::refresh(&state.metrics, &state.tree, &state.db, state.clock.now()).await;
+    if let Some(cluster) = &state.cluster {
+        crate::ops::scrape::record_cluster(&state.metrics, cluster.ownership());
+    }
     res.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
     res.write_body(state.metrics.render())

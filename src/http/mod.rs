@@ -8,6 +8,7 @@ mod auth;
 pub mod body;
 mod catcher;
 mod dead_letters;
+pub mod forward;
 mod headers;
 mod health;
 pub mod idempotency;
@@ -35,6 +36,7 @@ use self::state::{AppState, InjectState};
 /// Every route the service answers (the OpenAPI document and `/docs` included).
 pub fn router() -> Router {
     let api = Router::with_path("api/v1")
+        .hoop(forward::to_owner)
         .hoop(crate::http::access::authenticate)
         .hoop(crate::http::access::limit_requests)
         .append(&mut loans::payment_routers())

@@ -37,6 +37,9 @@ pub struct AppState {
     pub jobs: crate::jobs::JobRunner,
     /// This app's metrics recorder (`GET /metrics` renders it).
     pub metrics: crate::metrics::Metrics,
+    /// This instance's part in a cluster (`CLUSTER_INSTANCE_ID`); `None`
+    /// for a single instance, which owns every loan.
+    pub cluster: Option<crate::cluster::ClusterNode>,
 }
 
 /// A hoop that puts the shared state into every request's depot.

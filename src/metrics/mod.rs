@@ -91,6 +91,15 @@ impl Metrics {
         });
     }
 
+    /// One command forwarded to its loan's owner (`kind`: `http`, `inbound`,
+    /// `assess`; `outcome`: `answered`, `no_owner`, `timeout`, `failed`).
+    pub fn forwarded(&self, kind: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.record(|| {
+            histogram!(names::FORWARDED_COMMAND_DURATION, "kind" => kind, "outcome" => outcome)
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
     /// One delivery settled by `consumer` (`ack`, `retry` or `reject`).
     pub fn event_consumed(&self, consumer: &str, outcome: &'static str) {
         let consumer = consumer.to_owned();

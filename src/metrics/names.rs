@@ -51,6 +51,16 @@ pub const LOAN_HISTORY_LOADS: &str = "loan_history_loads_total";
 /// Histogram: time from sending a command to a loan actor until its answer, by
 /// `command` and `outcome` (`committed`, `rejected`, `failed`).
 pub const LOAN_COMMAND_DURATION: &str = "loan_command_duration_seconds";
+/// Histogram: a command forwarded to its loan's owning instance, from sending
+/// to its answer, by `kind` (`http`, `inbound`, `assess`) and `outcome`
+/// (`answered`, `no_owner`, `timeout`, `failed`).
+pub const FORWARDED_COMMAND_DURATION: &str = "cluster_forwarded_command_duration_seconds";
+/// Gauge: partitions this instance holds (several instances).
+pub const CLUSTER_PARTITIONS_OWNED: &str = "cluster_partitions_owned";
+/// Counter: partition leases taken, released (handed over) and lost, by `change`.
+pub const CLUSTER_LEASE_CHANGES: &str = "cluster_lease_changes_total";
+/// Gauge: instances this one sees alive (several instances).
+pub const CLUSTER_INSTANCES_LIVE: &str = "cluster_instances_live";
 
 /// Counter: re-spawns after a failure of a child of the root, by `actor`
 /// (`loans` for the loan supervisor, else the service's name).
@@ -161,6 +171,23 @@ pub(super) fn describe() {
         LOAN_COMMAND_DURATION,
         Unit::Seconds,
         "Loan command round trip through its actor."
+    );
+    describe_histogram!(
+        FORWARDED_COMMAND_DURATION,
+        Unit::Seconds,
+        "Command forwarded to its loan's owning instance, send to answer."
+    );
+    describe_gauge!(
+        CLUSTER_PARTITIONS_OWNED,
+        "Loan partitions this instance holds."
+    );
+    describe_counter!(
+        CLUSTER_LEASE_CHANGES,
+        "Partition leases taken, released and lost, by change."
+    );
+    describe_gauge!(
+        CLUSTER_INSTANCES_LIVE,
+        "Instances seen alive in the cluster."
     );
     describe_counter!(
         SUPERVISED_RESTARTS,

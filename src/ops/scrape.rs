@@ -60,6 +60,24 @@ fn flag(source: &'static str, failed: bool) {
     gauge!(names::SCRAPE_ERRORS, "source" => source).set(if failed { 1.0 } else { 0.0 });
 }
 
+/// The partition leases of a cluster member: owned partitions, live
+/// instances, and lease changes by kind.
+pub fn record_cluster(metrics: &Metrics, ownership: &crate::cluster::Ownership) {
+    let counts = ownership.counts();
+    let live = ownership.live_instances().len();
+    metrics.record(|| {
+        gauge!(names::CLUSTER_PARTITIONS_OWNED).set(counts.owned as f64);
+        gauge!(names::CLUSTER_INSTANCES_LIVE).set(live as f64);
+        for (change, count) in [
+            ("acquired", counts.acquired),
+            ("released", counts.released),
+            ("lost", counts.lost),
+        ] {
+            counter!(names::CLUSTER_LEASE_CHANGES, "change" => change).absolute(count);
+        }
+    });
+}
+
 /// Copies the tree's monotonic counters (destructured, so a new counter is a
 /// compile error here until it is exported too).
 fn record_counts(counts: TreeCounts) {

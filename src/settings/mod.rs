@@ -105,6 +105,12 @@ pub struct Settings {
     /// so several deployments (or test runs) can share one NATS server;
     /// `None` uses the names of SPEC §5 as they are.
     pub nats_namespace: Option<String>,
+    /// This instance's id among several sharing one database and NATS
+    /// (`CLUSTER_INSTANCE_ID`, 1–64 of `A-Z a-z 0-9 _ -`, or `auto` for a
+    /// random one); when set, loans are owned per partition over NATS KV
+    /// leases and commands are forwarded to their owner (SPEC §8). Needs
+    /// `NATS_URL` and `DATABASE_URL`. `None`: a single instance owns every loan.
+    pub cluster_instance_id: Option<String>,
     /// SMTP server URL (`SMTP_URL`); `None` writes `.eml` files under `DATA_DIR/mail`.
     pub smtp_url: Option<Secret>,
     /// Sender address of every e-mail (`MAIL_FROM`).
@@ -202,6 +208,21 @@ impl Settings {
                 why: "with DATABASE_URL set, instances must share one signing key",
             });
         }
+        let cluster_instance_id = get("CLUSTER_INSTANCE_ID").map(|id| id.trim().to_owned());
+        if cluster_instance_id.is_some() {
+            if get("NATS_URL").is_none() {
+                return Err(SettingsError::Missing {
+                    name: "NATS_URL",
+                    why: "with CLUSTER_INSTANCE_ID set, instances lease loans and forward commands over NATS",
+                });
+            }
+            if !matches!(database, DatabaseSettings::Postgres { .. }) {
+                return Err(SettingsError::Missing {
+                    name: "DATABASE_URL",
+                    why: "with CLUSTER_INSTANCE_ID set, instances share one PostgreSQL database",
+                });
+            }
+        }
         let jobs = jobs::JobSettings::from_lookup(&lookup)?;
         let vars = Vars(&get);
         Ok(Self {
@@ -219,6 +240,7 @@ impl Settings {
             nats_namespace: get("NATS_NAMESPACE")
                 .map(parse_nats_namespace)
                 .transpose()?,
+            cluster_instance_id,
             smtp_url: get("SMTP_URL")
                 .map(|url| parse_scheme("SMTP_URL", url, &["smtp", "smtps"]).map(Secret::from))
                 .transpose()?,

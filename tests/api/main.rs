@@ -21,6 +21,7 @@ mod helpers;
 mod idempotency;
 mod inbound;
 mod input;
+mod instances;
 mod jobs;
 mod leases;
 mod loan_delete;
