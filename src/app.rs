@@ -74,15 +74,15 @@ impl Application {
         .context("starting the loan actors")?;
         let mailer = crate::mailer::from_settings(&settings)?;
         let metrics = crate::metrics::Metrics::new();
+        let cluster = join_cluster(&settings, &bus, &tree, &metrics).await?;
         let jobs = JobRunner::new(
             db.clone(),
             tree.clone(),
             mailer.clone(),
             clock.clone(),
             metrics.clone(),
-            settings.jobs.batch_parallelism,
+            (settings.jobs.batch_parallelism, cluster.clone()),
         );
-        let cluster = join_cluster(&settings, &bus, &tree, &metrics).await?;
         let state = Arc::new(AppState {
             tokens: TokenKeys::new(&secret, settings.access_token_ttl),
             rate_limits: RateLimits::new(
@@ -226,6 +226,18 @@ async fn start_cluster(state: &Arc<AppState>) -> anyhow::Result<()> {
             state.clone(),
         ))),
     );
+    handlers.insert(
+        crate::inbound::INBOUND_KIND,
+        Arc::new(InboundPayments::new(
+            state.db.clone(),
+            state.tree.clone(),
+            state.clock.clone(),
+        )),
+    );
+    handlers.insert(
+        crate::jobs::overdue::ASSESS_KIND,
+        Arc::new(state.jobs.assessments()),
+    );
     cluster.serve_with(
         nats.client().clone(),
         Namespace::new(state.settings.nats_namespace.as_deref()),
@@ -278,7 +290,8 @@ async fn start_services(state: &Arc<AppState>) -> anyhow::Result<()> {
         })
     };
     let inbound = InboundPaymentHandler::new(
-        InboundPayments::new(state.db.clone(), state.tree.clone(), state.clock.clone()),
+        InboundPayments::new(state.db.clone(), state.tree.clone(), state.clock.clone())
+            .in_cluster(state.cluster.clone()),
         state.db.clone(),
         bus.clone(),
         state.clock.clone(),

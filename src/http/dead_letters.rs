@@ -97,7 +97,8 @@ async fn replay_one(
 ) -> Result<Json<DeadLetterBody>, ApiError> {
     let state = app_state(depot)?;
     let id = path_id(req, "id", "dead letter")?;
-    let payments = InboundPayments::new(state.db.clone(), state.tree.clone(), state.clock.clone());
+    let payments = InboundPayments::new(state.db.clone(), state.tree.clone(), state.clock.clone())
+        .in_cluster(state.cluster.clone());
     match replay(&state.db, &payments, id, state.clock.now()).await {
         Ok(Some(letter)) => Ok(Json(letter.into())),
         Ok(None) => Err(ApiError::NotFound("dead letter not found".into())),

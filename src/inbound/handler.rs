@@ -125,7 +125,7 @@ impl Handler for InboundPaymentHandler {
                     self.bury_and_settle(&payload, external_ref.as_deref(), &reason)
                         .await
                 }
-                Verdict::Failed(error) => {
+                Verdict::Failed { reason: error } => {
                     tracing::warn!(%error, "inbound payment not applied yet; will retry");
                     Settlement::Retry { after: RETRY_AFTER }
                 }

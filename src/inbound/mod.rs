@@ -13,7 +13,7 @@ pub mod dead_letters;
 mod handler;
 mod replay;
 
-pub use apply::{InboundPayments, Verdict};
+pub use apply::{INBOUND_KIND, InboundPayments, Verdict};
 pub use handler::InboundPaymentHandler;
 pub use replay::{ReplayError, replay};
 

@@ -37,7 +37,7 @@ pub async fn replay(
         Verdict::NotYet { reason, .. } | Verdict::Never { reason, .. } => {
             (ReplayOutcome::NotApplied, Some(reason))
         }
-        Verdict::Failed(error) => return Err(ReplayError::Unavailable(error)),
+        Verdict::Failed { reason } => return Err(ReplayError::Unavailable(reason)),
     };
     Ok(dead_letters::record_replay(db, id, outcome, detail.as_deref(), now).await?)
 }

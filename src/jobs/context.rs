@@ -35,6 +35,8 @@ pub(super) struct JobContext {
     pub(super) turns: [Mutex<()>; 2],
     /// Set by [`JobRunner::interrupt`]: runs stop after their current page.
     pub(super) stopping: AtomicBool,
+    /// In a cluster: a loan owned elsewhere is assessed by its owner.
+    pub(super) cluster: Option<crate::cluster::ClusterNode>,
 }
 
 /// A run in progress: what it works with and its counts so far.

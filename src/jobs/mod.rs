@@ -8,7 +8,7 @@
 
 mod context;
 pub mod lock;
-mod overdue;
+pub mod overdue;
 mod reminders;
 mod runner;
 pub mod runs;

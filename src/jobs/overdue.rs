@@ -6,6 +6,11 @@
 //! notices no event carries: weekly while the loan stays overdue, and when a
 //! further installment falls overdue on an already overdue loan.
 
+use actors::store::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::forward::{ForwardHandler, Forwarded};
+use crate::cluster::partition_of;
 use actors::core::{InstallmentStatus, Loan, LoanCommand, LoanError, LoanId, LoanStatus};
 use actors::tree::LoanRequest;
 use chrono::{Duration, NaiveDate};
@@ -66,8 +71,86 @@ fn to_u64(count: usize) -> u64 {
     u64::try_from(count).unwrap_or(u64::MAX)
 }
 
-/// Sends one loan "assess late fees as of `as_of`", then its overdue notices.
+/// The kind of an assessment forwarded to its loan's owner.
+pub const ASSESS_KIND: &str = "assess";
+
+/// What a forwarded assessment carries, and its answer.
+#[derive(Debug, Serialize, Deserialize)]
+struct AssessOrder {
+    loan_id: Uuid,
+    as_of: NaiveDate,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct AssessAnswer {
+    done: bool,
+}
+
+/// Assessments forwarded by other instances' runs, done here (the owner).
+pub struct ForwardedAssessments(pub(super) std::sync::Arc<JobContext>);
+
+impl ForwardHandler for ForwardedAssessments {
+    fn handle(&self, request: Forwarded) -> BoxFuture<'_, Forwarded> {
+        Box::pin(async move {
+            let done = match serde_json::from_slice::<AssessOrder>(&request.body) {
+                Ok(order) => matches!(
+                    assess_here(&self.0, order.loan_id, order.as_of).await,
+                    Assessed::Done
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "overdue: unreadable forwarded assessment");
+                    false
+                }
+            };
+            Forwarded {
+                headers: async_nats::HeaderMap::new(),
+                body: serde_json::to_vec(&AssessAnswer { done })
+                    .unwrap_or_default()
+                    .into(),
+            }
+        })
+    }
+}
+
+/// Assesses one loan on its owner: here, or forwarded to the instance that owns it.
 async fn assess(runner: &JobContext, loan_id: Uuid, as_of: NaiveDate) -> Assessed {
+    let Some(cluster) = runner
+        .cluster
+        .as_ref()
+        .filter(|cluster| !cluster.owns(LoanId::new(loan_id)))
+    else {
+        return assess_here(runner, loan_id, as_of).await;
+    };
+    let request = Forwarded {
+        headers: async_nats::HeaderMap::new(),
+        body: serde_json::to_vec(&AssessOrder { loan_id, as_of })
+            .unwrap_or_default()
+            .into(),
+    };
+    let deadline = std::time::Duration::from_secs(30);
+    match cluster
+        .forwarder()
+        .send(
+            partition_of(LoanId::new(loan_id)),
+            ASSESS_KIND,
+            request,
+            deadline,
+        )
+        .await
+    {
+        Ok(answer) => match serde_json::from_slice::<AssessAnswer>(&answer.body) {
+            Ok(AssessAnswer { done: true }) => Assessed::Done,
+            _ => Assessed::Failed,
+        },
+        Err(error) => {
+            tracing::warn!(%loan_id, %as_of, %error, "overdue: forwarding the assessment failed");
+            Assessed::Failed
+        }
+    }
+}
+
+/// Sends one loan "assess late fees as of `as_of`", then its overdue notices.
+async fn assess_here(runner: &JobContext, loan_id: Uuid, as_of: NaiveDate) -> Assessed {
     let request = LoanRequest {
         command: LoanCommand::AssessLateFees { as_of },
         today: runner.clock.today(),

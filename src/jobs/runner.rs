@@ -61,7 +61,7 @@ impl JobRunner {
         mailer: Arc<dyn Mailer>,
         clock: Clock,
         metrics: Metrics,
-        parallelism: u32,
+        (parallelism, cluster): (u32, Option<crate::cluster::ClusterNode>),
     ) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned());
         let instance = uuid::Uuid::new_v4().simple().to_string();
@@ -76,8 +76,15 @@ impl JobRunner {
                 owner: format!("{host}/{}/{}", std::process::id(), &instance[..8]),
                 turns: [Mutex::new(()), Mutex::new(())],
                 stopping: AtomicBool::new(false),
+                cluster,
             }),
         }
+    }
+
+    /// Assesses, on this instance (the owner), loans other instances' runs
+    /// forward ([`super::overdue::ASSESS_KIND`]).
+    pub fn assessments(&self) -> super::overdue::ForwardedAssessments {
+        super::overdue::ForwardedAssessments(Arc::clone(&self.inner))
     }
 
     /// The clock jobs read "today" from.

@@ -10,7 +10,7 @@
 
 mod books;
 mod clients;
-mod service;
+pub(crate) mod service;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

@@ -4,6 +4,8 @@
 //! token on the others within 1 s. Skipped without `TEST_DATABASE_URL` and
 //! `TEST_NATS_URL` (a cluster needs both).
 
+mod processes;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -238,5 +240,95 @@ async fn a_demotion_through_one_instance_ends_the_old_token_on_the_others_within
         demoted_at.elapsed() < Duration::from_secs(1),
         "took {:?}",
         demoted_at.elapsed()
+    );
+}
+
+/// Sum of `cluster_forwarded_command_duration_seconds_count` answered for `kind` on `app`.
+async fn forwarded(app: &TestApp, kind: &str) -> f64 {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    text.lines()
+        .filter(|line| {
+            line.starts_with("cluster_forwarded_command_duration_seconds_count")
+                && line.contains(&format!("kind=\"{kind}\""))
+                && line.contains("outcome=\"answered\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn inbound_payments_and_the_overdue_job_are_applied_by_each_loans_owner() {
+    let Some(apps) = cluster().await else {
+        return;
+    };
+    let owner = apps[0].register("inbound").await;
+    let admin = apps[0].user_with_role("jobs", Role::Admin).await;
+    let loans = crate::helpers::approved_loans(&apps[0], &owner, 12, "1000.00").await;
+    // Pulled by whichever instance, applied by the owner.
+    for (n, loan) in loans.iter().enumerate() {
+        let message = actors::bus::OutgoingMessage {
+            subject: "loans.inbound.payments".into(),
+            message_id: Uuid::new_v4().to_string(),
+            payload: json!({"loan_id": loan, "amount": "5.00", "currency": "USD", "external_ref": format!("bank-{n}")})
+                .to_string()
+                .into_bytes(),
+        };
+        apps[n % 3].bus.publish(message).await.expect("published");
+    }
+    for loan in &loans {
+        let paid = eventually(
+            "the inbound payment applied",
+            Duration::from_secs(20),
+            || async {
+                crate::helpers::total_paid_if_readable(&apps[1], &owner, *loan)
+                    .await
+                    .filter(|paid| paid == "5.00")
+            },
+        )
+        .await;
+        assert_eq!(paid, "5.00");
+    }
+    let mut inbound = 0.0;
+    for app in &apps {
+        inbound += forwarded(app, "inbound").await;
+    }
+    assert!(
+        inbound > 0.0,
+        "no inbound payment was forwarded to its owner"
+    );
+
+    // Six weeks on, past the first due date: one run assesses every loan, on its owner.
+    let later = chrono::Utc::now() + chrono::Duration::days(45);
+    for app in &apps {
+        app.clock.set(later);
+    }
+    let as_of = later.date_naive().to_string();
+    let run = apps[0]
+        .post_json(
+            "/api/v1/admin/jobs/overdue/run",
+            Some(&admin.access_token),
+            &json!({"as_of": as_of}),
+        )
+        .await;
+    assert_eq!(run.status(), StatusCode::OK);
+    let run: Value = run.json().await.unwrap();
+    assert_eq!(run["processed"], 12, "{run}");
+    assert_eq!(run["errors"], 0, "{run}");
+    for loan in &loans {
+        let read: Value = apps[2]
+            .get(&format!("/api/v1/loans/{loan}"), Some(&owner.access_token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(read["status"], "OVERDUE", "{read}");
+        assert_ne!(
+            read["fees_outstanding"], "0.00",
+            "no late fee on {loan}: {read}"
+        );
+    }
+    assert!(
+        forwarded(&apps[0], "assess").await > 0.0,
+        "no assessment was forwarded"
     );
 }
