@@ -19,6 +19,8 @@ use crate::helpers::{TestApp, eventually, fresh_postgres_url, spawn_app_with, te
 const INSTANCES: [&str; 3] = ["alpha", "bravo", "charlie"];
 const LOANS: usize = 50;
 const PAYMENTS: usize = 1_000;
+/// Pooled connections of each instance: the suite's apps share one server.
+pub const CONNECTIONS_PER_INSTANCE: &str = "4";
 
 /// Three instances of one cluster, each ready (holding its share); `None`
 /// (with the reason printed) without PostgreSQL and NATS.
@@ -38,6 +40,8 @@ async fn cluster() -> Option<Vec<TestApp>> {
             ("DATABASE_URL", database_url.as_str()),
             ("NATS_NAMESPACE", namespace.as_str()),
             ("CLUSTER_INSTANCE_ID", id),
+            // Three apps beside the rest of the suite on one PostgreSQL (100 connections).
+            ("DB_MAX_CONNECTIONS", CONNECTIONS_PER_INSTANCE),
         ];
         apps.push(spawn_app_with(&settings).await);
     }

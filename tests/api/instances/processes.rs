@@ -209,6 +209,7 @@ async fn three_processes_survive_a_sigkill_and_a_rolling_restart_losing_and_doub
             let mut deployment =
                 Deployment::new(database_url.clone(), nats_url.clone(), namespace.clone());
             deployment.set("CLUSTER_INSTANCE_ID", &format!("proc{n}"));
+            deployment.set("DB_MAX_CONNECTIONS", super::CONNECTIONS_PER_INSTANCE);
             deployment
         })
         .collect();
