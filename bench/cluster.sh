@@ -137,7 +137,7 @@ spread_load() {
     total=$(awk -v a="$total" -v b="$(field "$line" ok_rps)" 'BEGIN { printf "%.1f", a + b }')
     out+=("$(field "$line" p50_ms)/$(field "$line" p99_ms)")
   done
-  echo "$total ${out[*]}"
+  echo "$total | ${out[*]}"
 }
 wait_jobs() { local job; for job in $(jobs -p); do case " ${pids[*]} " in *" $job "*) ;; *) wait "$job" ;; esac; done; }
 
