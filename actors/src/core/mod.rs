@@ -5,6 +5,7 @@
 //! keep it that way. Entry points: [`Loan::apply_for`], [`Loan::decide`],
 //! [`Loan::apply`], [`Loan::snapshot`] / [`Loan::restore`], [`schedule::preview`].
 
+pub mod disclosure;
 pub mod error;
 pub mod ids;
 pub mod loan;

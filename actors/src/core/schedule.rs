@@ -151,7 +151,7 @@ fn annuity_payment(principal: i64, monthly_rate: Decimal, count: u16) -> Result<
     let discount = Decimal::ONE
         .checked_div(Decimal::ONE + monthly_rate)
         .ok_or(LoanError::ArithmeticOverflow)?;
-    let denominator = Decimal::ONE - power(discount, count)?;
+    let denominator = Decimal::ONE - power(discount, u32::from(count))?;
     let exact = (principal * monthly_rate)
         .checked_div(denominator)
         .ok_or(LoanError::ArithmeticOverflow)?;
@@ -159,7 +159,7 @@ fn annuity_payment(principal: i64, monthly_rate: Decimal, count: u16) -> Result<
 }
 
 /// `base^exponent` by squaring, with overflow reported instead of panicking.
-fn power(base: Decimal, exponent: u16) -> Result<Decimal, LoanError> {
+pub(super) fn power(base: Decimal, exponent: u32) -> Result<Decimal, LoanError> {
     let (mut result, mut square, mut remaining) = (Decimal::ONE, base, exponent);
     while remaining > 0 {
         if remaining & 1 == 1 {
