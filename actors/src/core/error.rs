@@ -129,6 +129,12 @@ pub enum LoanError {
     /// again on the full history (the loan actor does; never an answer).
     #[error("the command needs the loan's full payment history")]
     HistoryNeeded,
+    /// Not one of `monthly`, `biweekly`, `weekly`.
+    #[error("unknown repayment frequency {0:?}: monthly, biweekly or weekly")]
+    UnknownFrequency(String),
+    /// Not one of `30/360`, `actual/365`, `actual/360`.
+    #[error("unknown day count {0:?}: 30/360, actual/365 or actual/360")]
+    UnknownDayCount(String),
     /// A stored snapshot breaks an invariant.
     #[error("corrupt loan snapshot: {0}")]
     CorruptSnapshot(String),
@@ -142,6 +148,8 @@ impl LoanError {
             | LoanError::Rate { .. }
             | LoanError::OutOfRange { .. }
             | LoanError::UnknownRepaymentMethod(_)
+            | LoanError::UnknownFrequency(_)
+            | LoanError::UnknownDayCount(_)
             | LoanError::UnknownStatus(_)
             | LoanError::CurrencyMismatch { .. }
             | LoanError::Overpayment { .. }

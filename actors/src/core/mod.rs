@@ -24,4 +24,4 @@ pub use loan::{
 pub use money::{Currency, Money, MoneyError};
 pub use rate::{Rate, RateError};
 pub use schedule::{ScheduledInstallment, preview};
-pub use terms::{GraceDays, LoanTerms, RepaymentMethod, TermMonths};
+pub use terms::{DayCount, Frequency, GraceDays, LoanTerms, RepaymentMethod, TermMonths};

@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 
 use super::error::LoanError;
 use super::money::{Money, round_minor};
-use super::terms::{LoanTerms, MAX_FIRST_PERIOD_DAYS, RepaymentMethod};
+use super::terms::{DayCount, Frequency, LoanTerms, MAX_FIRST_PERIOD_DAYS, RepaymentMethod};
 
 /// One planned installment, before any payment or fee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,11 +31,14 @@ pub fn preview(
     check_first_due_date(terms, disbursed_on)?;
     let count = terms.term().get();
     let principal = terms.principal().minor();
-    let monthly_rate = terms.annual_rate().monthly_fraction();
+    let due_dates = (1..=count)
+        .map(|seq| terms.due_date(disbursed_on, seq))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rates = PeriodRates::of(terms, disbursed_on, &due_dates);
     let parts = match terms.method() {
-        RepaymentMethod::Annuity => annuity_parts(principal, monthly_rate, count)?,
-        RepaymentMethod::EqualPrincipal => equal_principal_parts(principal, monthly_rate, count)?,
-        RepaymentMethod::Flat => flat_parts(terms, count)?,
+        RepaymentMethod::Annuity => annuity_parts(principal, &rates)?,
+        RepaymentMethod::EqualPrincipal => equal_principal_parts(principal, &rates.periods)?,
+        RepaymentMethod::Flat => flat_parts(terms, count, &rates)?,
     };
     let principal_sum: i64 = parts
         .iter()
@@ -47,10 +50,11 @@ pub fn preview(
     );
     let currency = terms.currency();
     let mut installments = Vec::with_capacity(parts.len());
-    for (seq, (principal_part, interest_part)) in (1..=count).zip(parts) {
+    for ((seq, (principal_part, interest_part)), due_date) in (1..=count).zip(parts).zip(due_dates)
+    {
         installments.push(ScheduledInstallment {
             seq,
-            due_date: terms.due_date(disbursed_on, seq)?,
+            due_date,
             principal: Money::from_minor(principal_part, currency)?,
             interest: Money::from_minor(interest_part, currency)?,
         });
@@ -73,17 +77,59 @@ fn check_first_due_date(terms: &LoanTerms, disbursed_on: NaiveDate) -> Result<()
     Ok(())
 }
 
+/// The rates of a schedule: the nominal periodic rate the annuity amount uses,
+/// and each period's own rate (its days under the day count).
+struct PeriodRates {
+    /// `rate/12`, or `rate × 14 / year` or `rate × 7 / year` (SPEC §7).
+    payment: Decimal,
+    /// Per installment: `payment` under `30/360`, `rate × actual days / year` otherwise.
+    periods: Vec<Decimal>,
+    /// Sum of the periods' day fractions as (numerator days, year days), for flat interest.
+    days: (i64, i64),
+}
+
+impl PeriodRates {
+    fn of(terms: &LoanTerms, disbursed_on: NaiveDate, due_dates: &[NaiveDate]) -> PeriodRates {
+        let annual = terms.annual_rate().percent() / Decimal::ONE_HUNDRED;
+        let year = i64::from(terms.day_count().year_days());
+        let payment = match terms.frequency().period_days() {
+            None => terms.annual_rate().monthly_fraction(),
+            Some(days) => annual * Decimal::from(days) / Decimal::from(year),
+        };
+        let nominal_days = i64::from(terms.frequency().period_days().unwrap_or(30));
+        let mut previous = disbursed_on;
+        let mut periods = Vec::with_capacity(due_dates.len());
+        let mut total_days = 0;
+        for &due in due_dates {
+            let days = match terms.day_count() {
+                DayCount::Thirty360 => nominal_days,
+                DayCount::Actual365 | DayCount::Actual360 => (due - previous).num_days(),
+            };
+            total_days += days;
+            periods.push(match terms.day_count() {
+                DayCount::Thirty360 => payment,
+                DayCount::Actual365 | DayCount::Actual360 => {
+                    annual * Decimal::from(days) / Decimal::from(year)
+                }
+            });
+            previous = due;
+        }
+        PeriodRates {
+            payment,
+            periods,
+            days: (total_days, year),
+        }
+    }
+}
+
 /// `(principal, interest)` per installment of an annuity, in minor units.
-fn annuity_parts(
-    principal: i64,
-    monthly_rate: Decimal,
-    count: u16,
-) -> Result<Vec<(i64, i64)>, LoanError> {
-    let payment = annuity_payment(principal, monthly_rate, count)?;
+fn annuity_parts(principal: i64, rates: &PeriodRates) -> Result<Vec<(i64, i64)>, LoanError> {
+    let count = u16::try_from(rates.periods.len()).map_err(|_| LoanError::ArithmeticOverflow)?;
+    let payment = annuity_payment(principal, rates.payment, count)?;
     let mut outstanding = principal;
     let mut parts = Vec::with_capacity(usize::from(count));
-    for seq in 1..=count {
-        let interest = interest_on(outstanding, monthly_rate)?;
+    for (seq, &rate) in (1..=count).zip(&rates.periods) {
+        let interest = interest_on(outstanding, rate)?;
         // Clamped so rounding up the payment can never drive the balance below zero.
         let principal_part = if seq == count {
             outstanding
@@ -99,14 +145,14 @@ fn annuity_parts(
 /// `(principal, interest)` per installment with equal principal parts, remainder on the last.
 fn equal_principal_parts(
     principal: i64,
-    monthly_rate: Decimal,
-    count: u16,
+    periods: &[Decimal],
 ) -> Result<Vec<(i64, i64)>, LoanError> {
+    let count = u16::try_from(periods.len()).map_err(|_| LoanError::ArithmeticOverflow)?;
     let base = principal / i64::from(count);
     let mut outstanding = principal;
     let mut parts = Vec::with_capacity(usize::from(count));
-    for seq in 1..=count {
-        let interest = interest_on(outstanding, monthly_rate)?;
+    for (seq, &rate) in (1..=count).zip(periods) {
+        let interest = interest_on(outstanding, rate)?;
         let principal_part = if seq == count { outstanding } else { base };
         outstanding -= principal_part;
         parts.push((principal_part, interest));
@@ -115,14 +161,28 @@ fn equal_principal_parts(
 }
 
 /// `(principal, interest)` per installment of a flat loan: both spread evenly, remainders on the last.
-fn flat_parts(terms: &LoanTerms, count: u16) -> Result<Vec<(i64, i64)>, LoanError> {
+fn flat_parts(
+    terms: &LoanTerms,
+    count: u16,
+    rates: &PeriodRates,
+) -> Result<Vec<(i64, i64)>, LoanError> {
     let principal = terms.principal().minor();
-    // P × rate% × n/12 as one exact product over 1 200, rounded once.
+    let monthly_30_360 =
+        terms.frequency() == Frequency::Monthly && terms.day_count() == DayCount::Thirty360;
+    // P × rate% × n/12 (or × the periods' days over the year) as one exact
+    // product, rounded once.
+    let (factor, divisor) = match monthly_30_360 {
+        true => (Decimal::from(count), Decimal::from(1_200)),
+        false => (
+            Decimal::from(rates.days.0),
+            Decimal::from(rates.days.1 * 100),
+        ),
+    };
     let exact = Decimal::from(principal)
         .checked_mul(terms.annual_rate().percent())
-        .and_then(|value| value.checked_mul(Decimal::from(count)))
+        .and_then(|value| value.checked_mul(factor))
         .ok_or(LoanError::ArithmeticOverflow)?
-        / Decimal::from(1_200);
+        / divisor;
     let total_interest = round_minor(exact).ok_or(LoanError::ArithmeticOverflow)?;
     let (principal_base, interest_base) = (
         principal / i64::from(count),

@@ -12,6 +12,8 @@ use super::rate::{Rate, RateError};
 
 /// Longest term we offer: 40 years of monthly installments.
 pub const MAX_TERM_MONTHS: u16 = 480;
+/// Most installments of a weekly or biweekly schedule (ten years of weeks).
+pub const MAX_INSTALLMENTS: u16 = 520;
 /// Longest grace period before a late fee: a year.
 pub const MAX_GRACE_DAYS: u16 = 365;
 /// Highest late fee rate, in percent of the late installment.
@@ -66,6 +68,95 @@ impl GraceDays {
     /// The number of days.
     pub fn get(self) -> u16 {
         self.0
+    }
+}
+
+/// How often installments fall due (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Frequency {
+    /// Every calendar month from the anchor (disbursement or first due date).
+    #[default]
+    Monthly,
+    /// Every 14 days.
+    Biweekly,
+    /// Every 7 days.
+    Weekly,
+}
+
+impl Frequency {
+    /// The API spelling: `monthly`, `biweekly`, `weekly`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Frequency::Monthly => "monthly",
+            Frequency::Biweekly => "biweekly",
+            Frequency::Weekly => "weekly",
+        }
+    }
+
+    /// The days of one period, for the weekly kinds; `None` for monthly.
+    pub fn period_days(self) -> Option<u32> {
+        match self {
+            Frequency::Monthly => None,
+            Frequency::Biweekly => Some(14),
+            Frequency::Weekly => Some(7),
+        }
+    }
+}
+
+impl FromStr for Frequency {
+    type Err = LoanError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Frequency::Monthly, Frequency::Biweekly, Frequency::Weekly]
+            .into_iter()
+            .find(|frequency| frequency.as_str() == text)
+            .ok_or_else(|| LoanError::UnknownFrequency(text.chars().take(32).collect()))
+    }
+}
+
+/// How a period's interest counts days (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DayCount {
+    /// A month is 30 days, a year 360: a monthly period is exactly rate/12.
+    #[default]
+    Thirty360,
+    /// The actual days of the period over 365.
+    Actual365,
+    /// The actual days of the period over 360.
+    Actual360,
+}
+
+impl DayCount {
+    /// The API spelling: `30/360`, `actual/365`, `actual/360`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DayCount::Thirty360 => "30/360",
+            DayCount::Actual365 => "actual/365",
+            DayCount::Actual360 => "actual/360",
+        }
+    }
+
+    /// The days of the year this count divides by.
+    pub fn year_days(self) -> u32 {
+        match self {
+            DayCount::Actual365 => 365,
+            DayCount::Thirty360 | DayCount::Actual360 => 360,
+        }
+    }
+}
+
+impl FromStr for DayCount {
+    type Err = LoanError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [
+            DayCount::Thirty360,
+            DayCount::Actual365,
+            DayCount::Actual360,
+        ]
+        .into_iter()
+        .find(|count| count.as_str() == text)
+        .ok_or_else(|| LoanError::UnknownDayCount(text.chars().take(32).collect()))
     }
 }
 
@@ -126,6 +217,8 @@ pub struct LoanTerms {
     grace_days: GraceDays,
     first_due_date: Option<NaiveDate>,
     purpose: Option<String>,
+    frequency: Frequency,
+    day_count: DayCount,
 }
 
 /// Longest accepted loan purpose, in characters.
@@ -159,7 +252,50 @@ impl LoanTerms {
             grace_days: GraceDays::default(),
             first_due_date: None,
             purpose: None,
+            frequency: Frequency::default(),
+            day_count: DayCount::default(),
         })
+    }
+
+    /// The same terms with another frequency and day count. `installments`
+    /// (the term) may reach [`MAX_INSTALLMENTS`] for weekly and biweekly
+    /// schedules, [`MAX_TERM_MONTHS`] for monthly ones.
+    pub fn with_schedule(
+        self,
+        frequency: Frequency,
+        day_count: DayCount,
+        installments: u32,
+    ) -> Result<LoanTerms, LoanError> {
+        let max = match frequency {
+            Frequency::Monthly => MAX_TERM_MONTHS,
+            Frequency::Biweekly | Frequency::Weekly => MAX_INSTALLMENTS,
+        };
+        let term = match u16::try_from(installments) {
+            Ok(count) if (1..=max).contains(&count) => TermMonths(count),
+            _ => {
+                return Err(LoanError::OutOfRange {
+                    field: "number_of_installments",
+                    min: 1,
+                    max: max.into(),
+                });
+            }
+        };
+        Ok(LoanTerms {
+            term,
+            frequency,
+            day_count,
+            ..self
+        })
+    }
+
+    /// How often installments fall due.
+    pub fn frequency(&self) -> Frequency {
+        self.frequency
+    }
+
+    /// How a period's interest counts days.
+    pub fn day_count(&self) -> DayCount {
+        self.day_count
     }
 
     /// The same terms with another repayment method.
@@ -262,18 +398,21 @@ impl LoanTerms {
     ///
     /// Every date is computed from one anchor, never from the previous due date, so an
     /// end-of-month day survives short months: Jan 31 → Feb 28/29 → Mar 31 → Apr 30.
+    /// Weekly and biweekly dates step by 7 or 14 days from the same anchor.
     pub fn due_date(&self, disbursed_on: NaiveDate, seq: u16) -> Result<NaiveDate, LoanError> {
         let (anchor, offset) = match self.first_due_date {
             Some(first) => (first, u32::from(seq) - 1),
             None => (disbursed_on, u32::from(seq)),
         };
-        anchor
-            .checked_add_months(Months::new(offset))
-            .ok_or(LoanError::DateOutOfRange {
-                field: "due_date",
-                date: anchor,
-                reason: "beyond the calendar",
-            })
+        let due = match self.frequency.period_days() {
+            None => anchor.checked_add_months(Months::new(offset)),
+            Some(days) => anchor.checked_add_days(chrono::Days::new(u64::from(offset * days))),
+        };
+        due.ok_or(LoanError::DateOutOfRange {
+            field: "due_date",
+            date: anchor,
+            reason: "beyond the calendar",
+        })
     }
 }
 

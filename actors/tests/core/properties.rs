@@ -358,3 +358,58 @@ proptest! {
         }
     }
 }
+
+fn frequency() -> impl Strategy<Value = actors::core::Frequency> {
+    use actors::core::Frequency;
+    prop_oneof![
+        Just(Frequency::Monthly),
+        Just(Frequency::Biweekly),
+        Just(Frequency::Weekly)
+    ]
+}
+
+fn day_count() -> impl Strategy<Value = actors::core::DayCount> {
+    use actors::core::DayCount;
+    prop_oneof![
+        Just(DayCount::Thirty360),
+        Just(DayCount::Actual365),
+        Just(DayCount::Actual360)
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Every frequency, day count and method: principal parts sum to the
+    /// principal, no part is negative, the balance never goes below zero and
+    /// due dates step forward by the frequency.
+    #[test]
+    fn every_frequency_and_day_count_repays_the_principal_exactly_and_never_goes_negative(
+        terms in terms(1_000_000_000_000, 1..=12),
+        frequency in frequency(),
+        day_count in day_count(),
+        installments in 1_u32..=520,
+        offset in 0..400_u64,
+    ) {
+        let installments = match frequency {
+            actors::core::Frequency::Monthly => installments.min(480),
+            _ => installments,
+        };
+        let terms = terms.with_schedule(frequency, day_count, installments).unwrap();
+        let disbursed_on = date(2024, 1, 1).checked_add_days(Days::new(offset)).unwrap();
+        let schedule = preview(&terms, disbursed_on).unwrap();
+        prop_assert_eq!(schedule.len(), installments as usize);
+        let mut balance = terms.principal().minor();
+        for line in &schedule {
+            prop_assert!(line.principal.minor() >= 0 && line.interest.minor() >= 0);
+            balance -= line.principal.minor();
+            prop_assert!(balance >= 0, "balance {} after installment {}", balance, line.seq);
+        }
+        prop_assert_eq!(balance, 0);
+        if let Some(days) = frequency.period_days() {
+            for pair in schedule.windows(2) {
+                prop_assert_eq!((pair[1].due_date - pair[0].due_date).num_days(), i64::from(days));
+            }
+        }
+    }
+}

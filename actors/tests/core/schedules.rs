@@ -264,3 +264,69 @@ fn extreme_rates_and_terms_still_sum_to_the_principal() {
         }
     }
 }
+
+/// SPEC §7 (issue 15): 5,200.00 at 12 %, weekly, 52 installments, `30/360`.
+#[test]
+fn a_weekly_30_360_loan_of_5_200_pays_106_31_with_the_last_absorbing_the_rounding() {
+    use actors::core::{DayCount, Frequency};
+    let terms = terms(usd("5200.00"), "12", 12, RepaymentMethod::Annuity)
+        .with_schedule(Frequency::Weekly, DayCount::Thirty360, 52)
+        .unwrap();
+    let schedule = preview(&terms, date(2026, 1, 5)).unwrap();
+    assert_eq!(schedule.len(), 52);
+    let payment = |line: &actors::core::ScheduledInstallment| {
+        line.principal.checked_add(line.interest).unwrap()
+    };
+    assert!(
+        schedule[..51]
+            .iter()
+            .all(|line| payment(line) == usd("106.31"))
+    );
+    assert_eq!(payment(&schedule[51]), usd("106.08"));
+    let interest: i64 = schedule.iter().map(|line| line.interest.minor()).sum();
+    assert_eq!(interest, 32_789);
+    let principal: i64 = schedule.iter().map(|line| line.principal.minor()).sum();
+    assert_eq!(principal, 520_000);
+    // Due every 7 days from disbursement.
+    assert_eq!(schedule[0].due_date, date(2026, 1, 12));
+    assert_eq!(schedule[51].due_date, date(2027, 1, 4));
+}
+
+#[test]
+fn actual_day_counts_charge_each_period_its_own_days_and_biweekly_steps_14_days() {
+    use actors::core::{DayCount, Frequency};
+    let monthly = |count| {
+        terms(usd("1000.00"), "12", 2, RepaymentMethod::EqualPrincipal)
+            .with_schedule(Frequency::Monthly, count, 2)
+            .unwrap()
+    };
+    // Disbursed 31 January: February has 28 days, March 31 (to 28 February, then 31 March).
+    let thirty = preview(&monthly(DayCount::Thirty360), date(2026, 1, 31)).unwrap();
+    let actual = preview(&monthly(DayCount::Actual365), date(2026, 1, 31)).unwrap();
+    let actual_360 = preview(&monthly(DayCount::Actual360), date(2026, 1, 31)).unwrap();
+    assert_eq!(thirty[0].interest, usd("10.00"));
+    // 1,000.00 × 12 % × 28/365 = 9.2055 → 9.21; × 28/360 = 9.3333 → 9.33.
+    assert_eq!(actual[0].interest, usd("9.21"));
+    assert_eq!(actual_360[0].interest, usd("9.33"));
+    // 500.00 × 12 % × 31/365 = 5.0959 → 5.10.
+    assert_eq!(actual[1].interest, usd("5.10"));
+    let biweekly = terms(usd("1000.00"), "12", 2, RepaymentMethod::Annuity)
+        .with_schedule(Frequency::Biweekly, DayCount::Thirty360, 26)
+        .unwrap();
+    let schedule = preview(&biweekly, date(2026, 1, 1)).unwrap();
+    assert_eq!(schedule[0].due_date, date(2026, 1, 15));
+    assert_eq!(schedule[1].due_date, date(2026, 1, 29));
+    // 1,000.00 × 12 % × 14/360 = 4.6667 → 4.67.
+    assert_eq!(schedule[0].interest, usd("4.67"));
+    assert!(
+        biweekly
+            .clone()
+            .with_schedule(Frequency::Weekly, DayCount::Thirty360, 521)
+            .is_err()
+    );
+    assert!(
+        biweekly
+            .with_schedule(Frequency::Monthly, DayCount::Thirty360, 481)
+            .is_err()
+    );
+}
