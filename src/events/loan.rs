@@ -112,8 +112,15 @@ pub struct LoanApplied {
     pub currency: String,
     /// Percent per year, e.g. `"6"`.
     pub annual_interest_rate: String,
-    /// Number of monthly installments.
+    /// Number of installments (months, for a monthly loan).
     pub term_months: u16,
+    /// `monthly`, `biweekly` or `weekly` (`monthly` when absent: events
+    /// written before frequencies existed).
+    #[serde(default = "monthly")]
+    pub repayment_frequency: String,
+    /// `30/360`, `actual/365` or `actual/360` (`30/360` when absent).
+    #[serde(default = "thirty_360")]
+    pub day_count: String,
     /// `annuity`, `equal_principal` or `flat`.
     pub repayment_method: String,
     /// Percent of an installment's unpaid principal and interest.
@@ -126,6 +133,14 @@ pub struct LoanApplied {
     pub purpose: Option<String>,
     /// Date of the application.
     pub applied_on: NaiveDate,
+}
+
+fn monthly() -> String {
+    "monthly".into()
+}
+
+fn thirty_360() -> String {
+    "30/360".into()
 }
 
 /// `data` of `loan.approved`.
@@ -308,6 +323,8 @@ impl LoanEvent {
                 currency,
                 annual_interest_rate: terms.annual_rate().to_string(),
                 term_months: terms.term().get(),
+                repayment_frequency: terms.frequency().as_str().to_owned(),
+                day_count: terms.day_count().as_str().to_owned(),
                 repayment_method: terms.method().as_str().to_owned(),
                 late_fee_rate: terms.late_fee_rate().to_string(),
                 grace_days: terms.grace_days().get(),

@@ -60,6 +60,8 @@ fn loan_samples() -> Vec<(Envelope<LoanEvent>, Value)> {
         currency: "USD".into(),
         annual_interest_rate: "6".into(),
         term_months: 12,
+        repayment_frequency: "monthly".into(),
+        day_count: "30/360".into(),
         repayment_method: "annuity".into(),
         late_fee_rate: "5".into(),
         grace_days: 5,
@@ -124,7 +126,8 @@ fn loan_samples() -> Vec<(Envelope<LoanEvent>, Value)> {
                 Some(USER),
                 json!({
                     "principal": "1000.00", "currency": "USD", "annual_interest_rate": "6",
-                    "term_months": 12, "repayment_method": "annuity", "late_fee_rate": "5",
+                    "term_months": 12, "repayment_frequency": "monthly", "day_count": "30/360",
+                    "repayment_method": "annuity", "late_fee_rate": "5",
                     "grace_days": 5, "first_due_date": null, "purpose": "car", "applied_on": "2026-03-04",
                 }),
             ),

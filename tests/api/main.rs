@@ -36,6 +36,7 @@ mod ops;
 mod resilience;
 mod retention;
 mod routes;
+mod schedules;
 mod sessions;
 mod smtp;
 mod store;

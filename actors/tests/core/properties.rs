@@ -260,9 +260,12 @@ proptest! {
     #[test]
     fn random_command_sequences_never_panic_or_leave_an_illegal_state(
         terms in terms(5_000_000, 1..=24),
+        schedule in (frequency(), day_count()),
         approve_first in proptest::bool::weighted(0.9),
         steps in proptest::collection::vec(step(), 1..30),
     ) {
+        let count = u32::from(terms.term().get());
+        let terms = terms.with_schedule(schedule.0, schedule.1, count).unwrap();
         let mut today = date(2024, 1, 31);
         let mut loan = pending(terms, today);
         // Most histories start approved, so the steps exercise repayment rather than refusals.
@@ -322,9 +325,12 @@ proptest! {
     #[test]
     fn a_loan_folding_its_payments_decides_exactly_as_its_whole_history(
         terms in terms(5_000_000, 1..=24),
+        schedule in (frequency(), day_count()),
         keep in 0..4_usize,
         steps in proptest::collection::vec(step(), 1..40),
     ) {
+        let count = u32::from(terms.term().get());
+        let terms = terms.with_schedule(schedule.0, schedule.1, count).unwrap();
         let mut today = date(2024, 1, 31);
         let mut whole = pending(terms, today);
         for event in whole.decide(&LoanCommand::Approve { disbursed_on: today }, today).unwrap() {

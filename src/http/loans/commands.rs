@@ -1,8 +1,8 @@
 //! Loan commands: apply, approve, reject, cancel, write off, delete (all through the loan's actor).
 
 use actors::core::{
-    Currency, GraceDays, Loan, LoanCommand, LoanId, LoanTerms, Money, Rate, RepaymentMethod,
-    TermMonths, UserId,
+    Currency, DayCount, Frequency, GraceDays, Loan, LoanCommand, LoanId, LoanTerms, Money, Rate,
+    RepaymentMethod, TermMonths, UserId,
 };
 use actors::tree::{Applied, CommandOutcome, LoanRequest, RenderReply, ReplyPlan, TreeError};
 use salvo::prelude::*;
@@ -128,8 +128,25 @@ fn terms(request: &ApplyRequest) -> Result<LoanTerms, ApiError> {
         Money::parse_positive(&request.principal, currency).map_err(|e| invalid("principal", e))?;
     let rate = Rate::parse(&request.annual_interest_rate)
         .map_err(|e| invalid("annual_interest_rate", e))?;
-    let term = TermMonths::new(request.term_months).map_err(rejection)?;
-    let mut terms = LoanTerms::new(principal, rate, term).map_err(rejection)?;
+    let frequency: Frequency = request
+        .repayment_frequency
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| invalid("repayment_frequency", e))?
+        .unwrap_or_default();
+    let day_count: DayCount = request
+        .day_count
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| invalid("day_count", e))?
+        .unwrap_or_default();
+    let installments = installments(request, frequency)?;
+    let one = TermMonths::new(1).map_err(rejection)?;
+    let mut terms = LoanTerms::new(principal, rate, one)
+        .and_then(|terms| terms.with_schedule(frequency, day_count, installments))
+        .map_err(rejection)?;
     if let Some(method) = &request.repayment_method {
         terms = terms.with_method(method.parse::<RepaymentMethod>().map_err(rejection)?);
     }
@@ -144,6 +161,28 @@ fn terms(request: &ApplyRequest) -> Result<LoanTerms, ApiError> {
         .with_first_due_date(request.first_due_date.map(WireDate::get))
         .with_purpose(request.purpose.as_deref())
         .map_err(rejection)
+}
+
+/// The number of installments: `number_of_installments`, or its monthly
+/// synonym `term_months` (which only a monthly application may use).
+fn installments(request: &ApplyRequest, frequency: Frequency) -> Result<u32, ApiError> {
+    match (request.number_of_installments, request.term_months) {
+        (Some(count), None) => Ok(count),
+        (None, Some(months)) if frequency == Frequency::Monthly => Ok(months),
+        (None, Some(_)) => Err(ApiError::Unprocessable(
+            "term_months: counts months; give number_of_installments for a weekly or biweekly loan"
+                .into(),
+        )),
+        (Some(count), Some(months)) if count == months && frequency == Frequency::Monthly => {
+            Ok(count)
+        }
+        (Some(_), Some(_)) => Err(ApiError::Unprocessable(
+            "term_months: give number_of_installments or term_months, not both".into(),
+        )),
+        (None, None) => Err(ApiError::Unprocessable(
+            "number_of_installments: required (or term_months for a monthly loan)".into(),
+        )),
+    }
 }
 
 /// The borrower of an application: the caller, or (staff only) `user_id`.

@@ -26,9 +26,19 @@ pub struct ApplyRequest {
     /// Percent per year, e.g. `"12.5"`.
     #[salvo(schema(example = "12.5"))]
     pub annual_interest_rate: String,
-    /// 1 to 480.
+    /// Number of monthly installments, 1 to 480: the monthly synonym of
+    /// `number_of_installments` (give one of the two).
     #[salvo(schema(example = 12, minimum = 1, maximum = 480))]
-    pub term_months: u32,
+    pub term_months: Option<u32>,
+    /// Number of installments: 1 to 480 monthly, 1 to 520 weekly or biweekly.
+    #[salvo(schema(example = 12, minimum = 1, maximum = 520))]
+    pub number_of_installments: Option<u32>,
+    /// `monthly` (default), `biweekly` or `weekly`.
+    #[salvo(schema(example = "monthly"))]
+    pub repayment_frequency: Option<String>,
+    /// `30/360` (default), `actual/365` or `actual/360`.
+    #[salvo(schema(example = "30/360"))]
+    pub day_count: Option<String>,
     /// `annuity` (default), `equal_principal` or `flat`.
     #[salvo(schema(example = "annuity"))]
     pub repayment_method: Option<String>,
@@ -116,8 +126,15 @@ pub struct LoanBody {
     pub currency: String,
     /// Percent per year.
     pub annual_interest_rate: String,
-    /// Months.
+    /// Number of installments (months, for a monthly loan); the same as
+    /// `number_of_installments`, kept for clients of the monthly-only API.
     pub term_months: u16,
+    /// Number of installments.
+    pub number_of_installments: u16,
+    /// `monthly`, `biweekly` or `weekly`.
+    pub repayment_frequency: String,
+    /// `30/360`, `actual/365` or `actual/360`.
+    pub day_count: String,
     /// `annuity`, `equal_principal` or `flat`.
     pub repayment_method: String,
     /// Percent.
@@ -229,6 +246,9 @@ impl From<LoanFacts<'_>> for LoanBody {
             currency: terms.currency().code().to_owned(),
             annual_interest_rate: terms.annual_rate().to_string(),
             term_months: terms.term().get(),
+            number_of_installments: terms.term().get(),
+            repayment_frequency: terms.frequency().as_str().to_owned(),
+            day_count: terms.day_count().as_str().to_owned(),
             repayment_method: terms.method().as_str().to_owned(),
             late_fee_rate: terms.late_fee_rate().to_string(),
             grace_days: terms.grace_days().get(),

@@ -2,9 +2,9 @@
 //! their conversion into the core's records (each checked once, here).
 
 use actors::core::{
-    Allocation, AllocationLine, Currency, FoldedPayments, GraceDays, Installment, LoanId,
-    LoanSnapshot, LoanStatus, LoanTerms, Money, PaymentId, PaymentRecord, Rate, RepaymentMethod,
-    TermMonths, UserId,
+    Allocation, AllocationLine, Currency, DayCount, FoldedPayments, Frequency, GraceDays,
+    Installment, LoanId, LoanSnapshot, LoanStatus, LoanTerms, Money, PaymentId, PaymentRecord,
+    Rate, RepaymentMethod, TermMonths, UserId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,8 @@ pub(super) const LOAN_COLUMNS: &str = "id, user_id, status, currency, principal_
     annual_interest_rate, term_months, repayment_method, late_fee_rate, grace_days, \
     first_due_date, purpose, applied_on, disbursed_on, rejection_reason, version, \
     total_paid_minor, principal_outstanding_minor, interest_outstanding_minor, \
-    fees_outstanding_minor, next_due_date, created_at, updated_at, overdue_after";
+    fees_outstanding_minor, next_due_date, created_at, updated_at, overdue_after, \
+    repayment_frequency, day_count";
 
 /// Columns of `installments` that `InstallmentRow` reads.
 pub(super) const INSTALLMENT_COLUMNS: &str = "seq, due_date, principal_minor, interest_minor, \
@@ -57,6 +58,8 @@ pub(super) struct LoanRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub overdue_after: Option<NaiveDate>,
+    pub repayment_frequency: String,
+    pub day_count: String,
 }
 
 #[derive(FromRow)]
@@ -142,8 +145,16 @@ impl LoanRow {
         let count =
             |value: i32, what| u32::try_from(value).map_err(|error| corrupt(what, id, error));
         let principal = money(self.principal_minor, currency, "loans.principal_minor", id)?;
-        let term = TermMonths::new(count(self.term_months, "loans.term_months")?)
-            .map_err(|error| corrupt("loans.term_months", id, error))?;
+        let installments = count(self.term_months, "loans.term_months")?;
+        let frequency: Frequency = self
+            .repayment_frequency
+            .parse()
+            .map_err(|error| corrupt("loans.repayment_frequency", id, error))?;
+        let day_count: DayCount = self
+            .day_count
+            .parse()
+            .map_err(|error| corrupt("loans.day_count", id, error))?;
+        let one = TermMonths::new(1).map_err(|error| corrupt("loans.term_months", id, error))?;
         let method: RepaymentMethod = self
             .repayment_method
             .parse()
@@ -152,7 +163,8 @@ impl LoanRow {
             .map_err(|error| corrupt("loans.grace_days", id, error))?;
         let annual_rate = rate(&self.annual_interest_rate, "loans.annual_interest_rate")?;
         let late_fee_rate = rate(&self.late_fee_rate, "loans.late_fee_rate")?;
-        LoanTerms::new(principal, annual_rate, term)
+        LoanTerms::new(principal, annual_rate, one)
+            .and_then(|terms| terms.with_schedule(frequency, day_count, installments))
             .and_then(|terms| terms.with_late_fee_rate(late_fee_rate))
             .and_then(|terms| terms.with_purpose(self.purpose.as_deref()))
             .map(|terms| {

@@ -332,8 +332,9 @@ async fn insert_loan_row(
              first_due_date, purpose, applied_on, disbursed_on, rejection_reason, version, \
              total_paid_minor, principal_outstanding_minor, interest_outstanding_minor, \
              fees_outstanding_minor, next_due_date, created_at, updated_at, \
-             overdue_after) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14, $15, $16, $17, $18, $19, $20, $21, $22, $22, $23) on conflict (id) do nothing",
+             overdue_after, repayment_frequency, day_count) values ($1, $2, $3, $4, $5, $6, \
+             $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $22, \
+             $23, $24, $25) on conflict (id) do nothing",
         )
         .bind(snapshot.loan_id.as_uuid())
         .bind(snapshot.user_id.as_uuid())
@@ -358,6 +359,8 @@ async fn insert_loan_row(
         .bind(figures.next_due_date)
         .bind(now)
         .bind(figures.overdue_after)
+        .bind(terms.frequency().as_str())
+        .bind(terms.day_count().as_str())
         .execute(conn)
         .await
         .map(|result| result.rows_affected())
