@@ -43,6 +43,14 @@ async fn read(req: &mut Request) -> Result<Vec<u8>, ApiError> {
     }
 }
 
+/// Parses a body already read as JSON (a handler that takes a field off it
+/// first), with the same errors as [`json`].
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    let bytes = serde_json::to_vec(&value)
+        .map_err(|error| ApiError::Unprocessable(format!("invalid JSON body: {error}")))?;
+    parse(&bytes)
+}
+
 /// Parses `bytes`; an error names the field it is about (`first_due_date: …`).
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let invalid = |detail: String| ApiError::Unprocessable(format!("invalid JSON body: {detail}"));

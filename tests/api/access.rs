@@ -126,6 +126,11 @@ fn matrix() -> Vec<Entry> {
             [401, 200, 404, 200, 200],
         ),
         entry(Method::POST, "/api/v1/loans", [401, 201, 201, 201, 201]),
+        entry(
+            Method::POST,
+            "/api/v1/loans/quote",
+            [401, 200, 200, 200, 200],
+        ),
         entry(Method::GET, "/api/v1/loans", [401, 200, 200, 200, 200]),
         on(
             PendingLoan,
@@ -372,7 +377,7 @@ async fn body_for(
         "/api/v1/profile" if entry.method == Method::PUT => {
             Some(json!({"first_name": "Pat", "last_name": "Doe"}))
         }
-        "/api/v1/loans" if entry.method == Method::POST => {
+        "/api/v1/loans" | "/api/v1/loans/quote" if entry.method == Method::POST => {
             Some(json!({"principal": "1200.00", "annual_interest_rate": "12", "term_months": 12}))
         }
         "/api/v1/loans/{loan}/reject" => Some(json!({"reason": "insufficient income"})),

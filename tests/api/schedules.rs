@@ -160,3 +160,90 @@ async fn bad_frequencies_day_counts_and_counts_are_refused_naming_the_field() {
         assert_eq!(response.status(), StatusCode::CREATED, "{body}");
     }
 }
+
+async fn quote(
+    app: &crate::helpers::TestApp,
+    token: Option<&str>,
+    body: Value,
+) -> (StatusCode, Value) {
+    let response = app.post_json("/api/v1/loans/quote", token, &body).await;
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `POST /loans/quote` (SPEC §7): the schedule and the four disclosure
+/// figures, nothing stored.
+#[tokio::test]
+async fn a_quote_shows_the_schedule_and_the_disclosure_figures_and_stores_nothing() {
+    let app = spawn_app().await;
+    let borrower = app.register("quoted").await;
+    let token = Some(borrower.access_token.as_str());
+    let (status, monthly) = quote(
+        &app,
+        token,
+        json!({"principal": "10000.00", "annual_interest_rate": "12", "term_months": 12, "disbursed_on": "2026-03-10"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{monthly}");
+    assert_eq!(monthly["apr"], "12.00");
+    assert_eq!(monthly["amount_financed"], "10000.00");
+    assert_eq!(monthly["total_of_payments"], "10661.86");
+    assert_eq!(monthly["finance_charge"], "661.86");
+    let lines = monthly["schedule"]["installments"].as_array().unwrap();
+    assert_eq!(lines.len(), 12);
+    assert_eq!(lines[0]["due_date"], "2026-04-10");
+    assert_eq!(
+        minor(&lines[0]["principal"]) + minor(&lines[0]["interest"]),
+        88_849
+    );
+    assert!(lines.iter().all(|line| line["status"] == "PENDING"));
+
+    // Weekly: the APR counts weeks (52 a year), so 12 % nominal weekly compounds to 12.13 %.
+    let (status, weekly) = quote(
+        &app,
+        token,
+        json!({"principal": "5200.00", "annual_interest_rate": "12", "repayment_frequency": "weekly",
+               "number_of_installments": 52, "day_count": "30/360"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{weekly}");
+    assert_eq!(weekly["apr"], "12.13");
+    assert_eq!(weekly["finance_charge"], "327.89");
+    assert_eq!(weekly["total_of_payments"], "5527.89");
+
+    // Bad input is 422 naming the field; no token is 401; nothing was stored.
+    let (status, problem) = quote(
+        &app,
+        token,
+        json!({"principal": "100.00", "annual_interest_rate": "6", "term_months": 12, "colour": "red"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("colour"),
+        "{problem}"
+    );
+    let (status, problem) = quote(
+        &app,
+        token,
+        json!({"principal": "100.00", "annual_interest_rate": "6", "term_months": 12, "disbursed_on": "2026-02-30"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("disbursed_on"),
+        "{problem}"
+    );
+    let (status, _) = quote(
+        &app,
+        None,
+        json!({"principal": "100.00", "annual_interest_rate": "6", "term_months": 12}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let listed = loans_of(&app, &borrower.access_token).await;
+    assert!(
+        listed["items"].as_array().unwrap().is_empty(),
+        "a quote stored a loan"
+    );
+}

@@ -1,5 +1,6 @@
 //! Loan commands: apply, approve, reject, cancel, write off, delete (all through the loan's actor).
 
+use actors::core::disclosure::{UnitPeriod, disclose};
 use actors::core::{
     Currency, DayCount, Frequency, GraceDays, Loan, LoanCommand, LoanId, LoanTerms, Money, Rate,
     RepaymentMethod, TermMonths, UserId,
@@ -10,7 +11,10 @@ use uuid::Uuid;
 
 use super::accessible_loan;
 use super::errors::{rejection, tree_failure};
-use super::wire::{ApplyRequest, ApproveRequest, LoanBody, Now, RejectRequest};
+use super::wire::{
+    ApplyRequest, ApproveRequest, InstallmentBody, LoanBody, Now, QuoteBody, QuoteRequest,
+    RejectRequest, ScheduleBody,
+};
 use crate::accounts::users;
 use crate::date::WireDate;
 use crate::http::access::Principal;
@@ -289,6 +293,71 @@ async fn command_on_visible(
         applied.version,
         now.today,
     )))
+}
+
+/// Quote an application: its schedule and disclosure figures (amount
+/// financed, finance charge, total of payments, APR); stores nothing.
+#[endpoint(tags("loans"), request_body = QuoteRequest, status_codes(200, 401, 413, 422), responses((status_code = 200, body = QuoteBody)), security(("bearer" = [])))]
+pub async fn quote(req: &mut Request, depot: &mut Depot) -> Result<Json<QuoteBody>, ApiError> {
+    let state = app_state(depot)?;
+    let principal = Principal::of(depot)?;
+    let request = quote_request(body::json(req).await?)?;
+    let terms = terms(&request.application)?;
+    let disbursed_on = request
+        .disbursed_on
+        .map_or_else(|| Now::read(&state.clock).today, WireDate::get);
+    // A loan applied for and approved on the disbursement day, never stored.
+    let (mut loan, _) = Loan::apply_for(
+        LoanId::new(Uuid::nil()),
+        UserId::new(principal.user_id),
+        terms.clone(),
+        disbursed_on,
+    );
+    let approval = LoanCommand::Approve { disbursed_on };
+    for event in loan.decide(&approval, disbursed_on).map_err(rejection)? {
+        loan.apply(&event);
+    }
+    let schedule = actors::core::preview(&terms, disbursed_on).map_err(rejection)?;
+    let unit = match terms.frequency() {
+        Frequency::Monthly => UnitPeriod::Month,
+        Frequency::Biweekly => UnitPeriod::TwoWeeks,
+        Frequency::Weekly => UnitPeriod::Week,
+    };
+    let no_fee = Money::zero(terms.currency());
+    let disclosure =
+        disclose((terms.principal(), no_fee), disbursed_on, &schedule, unit).map_err(rejection)?;
+    Ok(Json(QuoteBody {
+        schedule: ScheduleBody {
+            installments: loan
+                .installment_views(disbursed_on)
+                .into_iter()
+                .map(InstallmentBody::from)
+                .collect(),
+        },
+        amount_financed: disclosure.amount_financed.to_string(),
+        finance_charge: disclosure.finance_charge.to_string(),
+        total_of_payments: disclosure.total_of_payments.to_string(),
+        apr: format!("{:.2}", disclosure.apr),
+    }))
+}
+
+/// A quote's body: `disbursed_on` taken off, the rest an application (so an
+/// unknown field is refused as `POST /loans` refuses it; serde's `flatten`
+/// would let it through).
+fn quote_request(mut body: serde_json::Value) -> Result<QuoteRequest, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct When {
+        disbursed_on: Option<WireDate>,
+    }
+    let when = body
+        .as_object_mut()
+        .and_then(|fields| fields.remove("disbursed_on"))
+        .unwrap_or(serde_json::Value::Null);
+    let When { disbursed_on } = body::from_value(serde_json::json!({ "disbursed_on": when }))?;
+    Ok(QuoteRequest {
+        application: body::from_value(body)?,
+        disbursed_on,
+    })
 }
 
 /// Approve a PENDING loan (staff): the schedule is created from the disbursement date.

@@ -25,6 +25,7 @@ pub fn routers() -> Vec<Router> {
         .hoop(require_user)
         .get(reads::list_loans)
         .post(commands::apply)
+        .push(Router::with_path("quote").post(commands::quote))
         .push(
             Router::with_path("{id}")
                 .get(reads::get_loan)

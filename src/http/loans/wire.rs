@@ -57,6 +57,35 @@ pub struct ApplyRequest {
     pub user_id: Option<Uuid>,
 }
 
+/// A quote: an application, and the day it would be paid out. (Parsed by
+/// taking `disbursed_on` off and reading the rest as an [`ApplyRequest`],
+/// so unknown fields are refused.)
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct QuoteRequest {
+    /// The application, as `POST /loans` takes it (`user_id` is ignored).
+    #[serde(flatten)]
+    pub application: ApplyRequest,
+    /// Disbursement date to quote for; today when omitted.
+    pub disbursed_on: Option<WireDate>,
+}
+
+/// What a loan would cost: its schedule and the disclosure figures (SPEC §7).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuoteBody {
+    /// The installments it would have.
+    pub schedule: ScheduleBody,
+    /// The principal less the origination fee: what the borrower gets.
+    pub amount_financed: String,
+    /// Total of payments less the amount financed.
+    pub finance_charge: String,
+    /// Every installment, principal and interest.
+    pub total_of_payments: String,
+    /// Annual percentage rate by the actuarial method (Regulation Z
+    /// appendix J), percent with 2 decimals.
+    #[salvo(schema(example = "12.00"))]
+    pub apr: String,
+}
+
 /// Approval options.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
