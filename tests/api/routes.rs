@@ -11,6 +11,14 @@ use crate::helpers::spawn_app;
 /// Routes outside `/api/v1` that are deliberately not in the API document.
 const OPERATIONAL: [&str; 4] = ["/health", "/ready", "/metrics", "/openapi.json"];
 
+/// A path segment as OpenAPI names it: `{id|[0-9a-f-]+}` is `{id}`.
+fn without_pattern(segment: &str) -> String {
+    match (segment.strip_prefix('{'), segment.find('|')) {
+        (Some(_), Some(bar)) if segment.ends_with('}') => format!("{}}}", &segment[..bar]),
+        _ => segment.to_owned(),
+    }
+}
+
 /// (METHOD, path) of every router with a handler, paths joined from the root.
 fn routes(router: &Router, prefix: &str, methods: &[String], out: &mut BTreeSet<(String, String)>) {
     let mut path = prefix.to_owned();
@@ -18,7 +26,11 @@ fn routes(router: &Router, prefix: &str, methods: &[String], out: &mut BTreeSet<
     for filter in router.filters() {
         match filter.info() {
             FilterInfo::Path(segment) if !segment.is_empty() => {
-                path = format!("{}/{}", path.trim_end_matches('/'), segment)
+                path = format!(
+                    "{}/{}",
+                    path.trim_end_matches('/'),
+                    without_pattern(&segment)
+                )
             }
             FilterInfo::Method(method) => own_methods.push(method.to_string()),
             _ => {}

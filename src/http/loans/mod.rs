@@ -27,7 +27,9 @@ pub fn routers() -> Vec<Router> {
         .post(commands::apply)
         .push(Router::with_path("quote").post(commands::quote))
         .push(
-            Router::with_path("{id}")
+            // Only what can be a UUID: `quote` is not a loan id, so
+            // `/loans/quote` allows exactly POST.
+            Router::with_path("{id|[0-9a-fA-F-]+}")
                 .get(reads::get_loan)
                 .push(Router::new().hoop(require_admin).delete(commands::delete))
                 .push(Router::with_path("schedule").get(reads::schedule))
