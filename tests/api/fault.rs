@@ -61,6 +61,7 @@ async fn acknowledged_payments_survive_sigkills_exactly_once_and_the_books_balan
         return;
     };
     let began = Instant::now();
+    let _heavy = crate::helpers::HEAVY.lock().await;
     let database_url = fresh_postgres_url()
         .await
         .expect("TEST_DATABASE_URL is set");

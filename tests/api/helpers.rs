@@ -92,6 +92,11 @@ pub async fn test_settings(data_dir: &TempDir, extra: &[(&str, &str)]) -> Settin
     Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings are valid")
 }
 
+/// Held by the tests that load the machine hardest (service processes under
+/// load, three instances at once), so they never run at the same time and
+/// the rest of the suite keeps its share of the two cores.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A NATS namespace no other test uses.
 pub fn test_namespace() -> String {
     format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..16])

@@ -80,6 +80,7 @@ async fn cluster() -> Option<Vec<TestApp>> {
 
 #[tokio::test]
 async fn three_instances_take_a_thousand_round_robin_payments_each_loan_on_one_owner() {
+    let _heavy = crate::helpers::HEAVY.lock().await;
     let Some(apps) = cluster().await else {
         return;
     };

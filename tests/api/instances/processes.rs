@@ -203,6 +203,7 @@ async fn three_processes_survive_a_sigkill_and_a_rolling_restart_losing_and_doub
         eprintln!("TEST_DATABASE_URL not set: the instances of a cluster share PostgreSQL");
         return;
     };
+    let _heavy = crate::helpers::HEAVY.lock().await;
     let namespace = test_namespace();
     let mut deployments: Vec<Deployment> = (0..3)
         .map(|n| {
