@@ -60,8 +60,8 @@ async fn acknowledged_payments_survive_sigkills_exactly_once_and_the_books_balan
         eprintln!("TEST_DATABASE_URL and TEST_NATS_URL not set: fault test skipped (CI sets them)");
         return;
     };
-    let began = Instant::now();
     let _heavy = crate::helpers::HEAVY.lock().await;
+    let began = Instant::now();
     let database_url = fresh_postgres_url()
         .await
         .expect("TEST_DATABASE_URL is set");
