@@ -50,12 +50,21 @@ wait_until() { # deadline_secs command...
 work="$(mktemp -d)"
 db="lt_bench_cluster_$$_$RANDOM"
 pids=()
+instance_pids=()
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
   set +e
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+  # Instances first (they hand their partitions over through NATS), then
+  # NATS; anything not gone after 40 s is killed.
+  local pid waited
+  for pid in "${instance_pids[@]}" "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || continue
+    waited=0
+    while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 400 ]; do sleep 0.1; waited=$((waited + 1)); done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
   psql_admin -c "drop database if exists \"$db\" with (force)" >/dev/null 2>&1
   rm -rf "$work"
   exit "$status"
@@ -97,7 +106,7 @@ start_instance() { # n
   mkdir -p "$work/i$1"
   (cd "$work/i$1" && exec "${service_env[@]}" DATA_DIR="$work/i$1" HTTP_ADDR="127.0.0.1:$port" \
     CLUSTER_INSTANCE_ID="i$1" "$BIN" serve > "$work/i$1.log" 2>&1) &
-  pids+=($!)
+  instance_pids+=($!)
   bases+=("http://127.0.0.1:$port")
 }
 admin_token() {
@@ -139,7 +148,7 @@ spread_load() {
   done
   echo "$total | ${out[*]}"
 }
-wait_jobs() { local job; for job in $(jobs -p); do case " ${pids[*]} " in *" $job "*) ;; *) wait "$job" ;; esac; done; }
+wait_jobs() { local job; for job in $(jobs -p); do case " ${pids[*]} ${instance_pids[*]} " in *" $job "*) ;; *) wait "$job" ;; esac; done; }
 
 report=()
 log "one instance"
