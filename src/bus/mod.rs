@@ -14,6 +14,9 @@ pub mod retention;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Longest a stop waits for NATS to take what the client still buffers.
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 use actors::bus::{Bus, BusError, ConsumerSpec, OutgoingMessage, Subscription};
 use actors::store::BoxFuture;
 use thiserror::Error;
@@ -88,11 +91,19 @@ impl BusConnection {
     }
 
     /// Flushes pending publishes and acks before the process exits.
+    /// Bounded by [`CLOSE_TIMEOUT`]: with the server gone a flush would wait
+    /// for a reconnection forever, and a stop must end.
     pub async fn close(&self) {
-        if let Self::Nats(nats) = self
-            && let Err(error) = nats.client().flush().await
-        {
-            tracing::warn!(%error, "flushing NATS on shutdown failed");
+        let Self::Nats(nats) = self else {
+            return;
+        };
+        match tokio::time::timeout(CLOSE_TIMEOUT, nats.client().flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "flushing NATS on shutdown failed"),
+            Err(_) => tracing::warn!(
+                after = ?CLOSE_TIMEOUT,
+                "flushing NATS on shutdown timed out (server unreachable); stopping anyway"
+            ),
         }
     }
 }

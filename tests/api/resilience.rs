@@ -233,3 +233,30 @@ async fn payments_made_while_nats_is_down_are_published_exactly_once_when_it_ret
     );
     assert_eq!(app.get("/ready", None).await.status(), StatusCode::OK);
 }
+
+/// A stop must end even when NATS went away first (it used to wait for a
+/// reconnection forever in the final flush).
+#[tokio::test]
+async fn a_graceful_stop_ends_when_nats_is_gone() {
+    let Some(mut nats) = OwnNats::reserve() else {
+        eprintln!("NATS_SERVER_BIN not set: skipped (CI sets it)");
+        return;
+    };
+    nats.start().await;
+    let namespace = test_namespace();
+    let url = nats.url();
+    let app = spawn_app_with(&[
+        ("NATS_URL", url.as_str()),
+        ("NATS_NAMESPACE", namespace.as_str()),
+    ])
+    .await;
+    let owner = app.register("stopper").await;
+    approved_loans(&app, &owner, 1, "100.00").await;
+    let mut server = nats.process.take().expect("started");
+    server.kill().await.expect("NATS killed");
+    let stopped = tokio::time::timeout(Duration::from_secs(45), app.stop()).await;
+    assert!(
+        stopped.is_ok(),
+        "the graceful stop did not end with NATS gone"
+    );
+}
