@@ -309,6 +309,11 @@ fn keep_replies(
     (loan, version): (&Arc<Loan>, u64),
     replies: &mut Vec<ReplyRecord>,
 ) -> Vec<bool> {
+    // A repeat of a command already in the batch under the same key (the
+    // same request sent again at once: decided as changing nothing) shares
+    // the first one's record, so a statement never writes one key twice.
+    // Another command under a taken key still writes its own and fails.
+    let mut keys = std::collections::HashSet::new();
     requests
         .iter()
         .zip(outcomes)
@@ -316,6 +321,11 @@ fn keep_replies(
             let (Some(plan), Ok(events)) = (&request.reply, outcome) else {
                 return false;
             };
+            let key = (plan.record.user_id, plan.record.key.clone());
+            if events.is_empty() && keys.contains(&key) {
+                return true;
+            }
+            keys.insert(key);
             let applied = Applied {
                 events: events.clone(),
                 loan: Arc::clone(loan),
