@@ -274,11 +274,28 @@ async fn the_same_idempotency_key_ten_times_at_once_makes_one_payment() {
     });
     for response in futures::future::join_all(requests).await {
         let status = response.unwrap().status();
+        // 503 (retry later) is known to happen here on PostgreSQL now and
+        // then (see the closing note of 2026-12-04); the retry below must
+        // then land the payment exactly once.
         assert!(
-            status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+            status == StatusCode::CREATED
+                || status == StatusCode::CONFLICT
+                || status == StatusCode::SERVICE_UNAVAILABLE,
             "{status}"
         );
     }
+    // A client's retry with the same key: answered with the one payment.
+    let retry = fixture
+        .app
+        .client
+        .post(&url)
+        .bearer_auth(&fixture.owner.access_token)
+        .header("Idempotency-Key", "pay-once")
+        .json(&json!({"amount": "10.00"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
     assert_eq!(fixture.payment_rows(loan_id).await, 1);
     assert_eq!(fixture.loan(loan_id).await["total_paid"], "10.00");
 }
